@@ -1,0 +1,110 @@
+"""Command line: ``python -m cartoon INPUT... -o OUTDIR [--max-side N] [--views] [--device D] [--model M]``.
+
+Cartoonizes image files and folders into ``OUTDIR/<name>.png``; with ``--views`` also writes
+``<name>.surface.png``, ``<name>.structure.png`` and ``<name>.texture.png`` (at the network's resolution). Unreadable files are reported
+and skipped; the exit code is 1 if any file failed, 2 for usage errors or when no model can be loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from cartoon.checkpoint import CheckpointError
+from cartoon.image import ImageError, load_image, scale_to_fit
+from cartoon.inference import DEFAULT_MAX_SIDE, Cartoonizer
+from cartoon.representations import StructureParams, structure, surface, texture
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m cartoon",
+        description="Turn photos into cartoons (white-box cartoonization, Wang & Yu 2020).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("inputs", nargs="+", type=Path, help="image files or folders (searched recursively)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (created if missing)")
+    parser.add_argument(
+        "--max-side", type=int, default=DEFAULT_MAX_SIDE, help="scale the short side down to this before the network; 0 = full size"
+    )
+    parser.add_argument("--views", action="store_true", help="also write the surface, structure and texture views")
+    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available)")
+    parser.add_argument(
+        "--model", default=None, help="checkpoint folder or Hub repo id (default: $CARTOON_MODEL_REPO, then assets/model)"
+    )
+    parser.add_argument("--revision", default=None, help="Hub revision of --model")
+    return parser
+
+
+def find_images(inputs: list[Path]) -> list[Path]:
+    """Files given directly (whatever their suffix) plus image files found under given folders, in order."""
+    found: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            found += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            found.append(item)
+    return found
+
+
+def save_png(img: np.ndarray, path: Path) -> None:
+    Image.fromarray(img).save(path, format="PNG")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    files = find_images(args.inputs)
+    if not files:
+        print("error: no image files found in the given inputs", file=sys.stderr)
+        return 2
+    try:
+        cartoonizer = Cartoonizer.from_pretrained(
+            args.model, args.revision, device=args.device, max_side=args.max_side or None
+        )
+    except CheckpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"Model: {cartoonizer.describe()}", file=sys.stderr)
+    args.output.mkdir(parents=True, exist_ok=True)
+
+    failures = 0
+    used_names: set[str] = set()
+    for path in tqdm(files, desc="cartoonizing", unit="img", file=sys.stderr):
+        stem = _unique_stem(path, used_names)
+        try:
+            img = load_image(path)
+            save_png(cartoonizer(img), args.output / f"{stem}.png")
+            if args.views:  # at the resolution the network sees
+                small = scale_to_fit(img, short_side=cartoonizer.max_side)
+                save_png(surface(small), args.output / f"{stem}.surface.png")
+                save_png(structure(small, StructureParams()), args.output / f"{stem}.structure.png")
+                save_png(texture(small), args.output / f"{stem}.texture.png")
+        except (ImageError, OSError) as error:
+            failures += 1
+            tqdm.write(f"skipped {path}: {error}", file=sys.stderr)
+    done = len(files) - failures
+    print(f"{done} of {len(files)} images written to {args.output}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _unique_stem(path: Path, used: set[str]) -> str:
+    """The file's stem, made unique within this run (two folders may hold the same name)."""
+    stem, index = path.stem, 1
+    while stem in used:
+        index += 1
+        stem = f"{path.stem}-{index}"
+    used.add(stem)
+    return stem
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""The image contract's edges: decode anything to ``(H, W, 3)`` uint8 RGB, and convert to and from tensors.
+
+Everything a user can hand us goes through :func:`load_image`: paths, bytes, PIL images and NumPy arrays of
+any common mode (grayscale, palette, alpha, CMYK, 16-bit, float). EXIF orientation is applied and alpha is
+composited over white. Failures raise :class:`ImageError`, whose message is written for a person.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Union
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+
+MAX_PIXELS = 40_000_000
+"""Default cap on decoded pixels (a 24 MP photo passes; decompression bombs do not)."""
+
+_WHITE = 255.0
+
+
+class ImageError(ValueError):
+    """An input that is not a usable image; ``str(error)`` is meant to be shown to the user."""
+
+
+def check_image(img: np.ndarray, name: str = "image") -> np.ndarray:
+    """Check the edge contract: ``(H, W, 3)`` uint8 RGB with H, W >= 1. Returns ``img`` unchanged."""
+    if not isinstance(img, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array (H, W, 3) uint8 RGB, got {type(img).__name__}")
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8 or min(img.shape[:2]) < 1:
+        raise ValueError(f"{name}: expected (H, W, 3) uint8 RGB, got {img.shape} {img.dtype}")
+    return img
+
+
+def check_tensor_image(x: torch.Tensor, channels: tuple[int, ...] | None = (3,), name: str = "x") -> torch.Tensor:
+    """Check the inner contract: a float tensor ``(B, C, H, W)`` with C in ``channels`` (None: any). Returns ``x``."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor (B, C, H, W), got {type(x).__name__}")
+    if x.ndim != 4 or (channels is not None and x.shape[1] not in channels):
+        wanted = "" if channels is None else f" with C in {channels}"
+        raise ValueError(f"{name}: expected shape (B, C, H, W){wanted}, got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name}: expected a floating-point tensor in [-1, 1], got {x.dtype}")
+    return x
+
+
+def load_image(source: ImageInput, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
+    """Decode ``source`` into the edge contract.
+
+    Args:
+        source: a file path, encoded bytes, a PIL image, or an array ``(H, W)``, ``(H, W, 1|3|4)`` of uint8,
+            uint16 (full 16-bit range), bool, or float in ``[0, 1]``.
+        max_pixels: refuse images with more pixels than this (``None``: no cap).
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB, upright (EXIF orientation applied), alpha composited over white.
+
+    Raises:
+        ImageError: with a message for a person (not an image, corrupt, too large, empty ...).
+    """
+    if isinstance(source, np.ndarray):
+        return _array_to_rgb(source, max_pixels)
+    if isinstance(source, Image.Image):
+        return _pil_to_rgb(source, max_pixels)
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise ImageError("The file is empty (0 bytes).")
+        return _decode(io.BytesIO(bytes(source)), "the uploaded data", max_pixels)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise ImageError(f"No such file: {path.name}")
+        if path.stat().st_size == 0:
+            raise ImageError(f"{path.name} is empty (0 bytes).")
+        with open(path, "rb") as handle:
+            return _decode(handle, path.name, max_pixels)
+    raise ImageError(f"Cannot read an image from a {type(source).__name__}.")
+
+
+def _decode(stream: io.IOBase, label: str, max_pixels: int | None) -> np.ndarray:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(stream) as img:
+                _check_pixels(img.size, max_pixels)
+                img.seek(0)  # first frame of animations
+                return _pil_to_rgb(img, max_pixels)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{label} is too large to decode safely.") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{label} is not an image this app can read (try JPEG, PNG or WebP).") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise ImageError(f"{label} looks damaged or truncated and cannot be decoded ({error}).") from None
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int | None) -> None:
+    width, height = size
+    if width < 1 or height < 1:
+        raise ImageError(f"The image has no pixels ({width}x{height}).")
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageError(
+            f"The image is {width}x{height} = {width * height / 1e6:.0f} megapixels; "
+            f"the limit is {max_pixels / 1e6:.0f} megapixels."
+        )
+
+
+def _pil_to_rgb(img: Image.Image, max_pixels: int | None) -> np.ndarray:
+    _check_pixels(img.size, max_pixels)
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return _array_to_rgb(np.asarray(img), max_pixels, sixteen_bit=img.mode.startswith("I;16"))
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("LA", "La", "PA", "RGBa"):
+        img = img.convert("RGBA")
+    if img.mode == "RGBA":
+        return _array_to_rgb(np.asarray(img), max_pixels)
+    return np.array(img.convert("RGB"), dtype=np.uint8)  # a writable copy
+
+
+def _array_to_rgb(arr: np.ndarray, max_pixels: int | None, sixteen_bit: bool = False) -> np.ndarray:
+    if arr.ndim == 3 and arr.shape[2] in (1, 3, 4):
+        pass
+    elif arr.ndim == 2:
+        arr = arr[:, :, None]
+    else:
+        raise ImageError(f"Expected an image array (H, W), (H, W, 3) or (H, W, 4); got shape {arr.shape}.")
+    _check_pixels((arr.shape[1], arr.shape[0]), max_pixels)
+    scaled = _to_unit_range(arr, sixteen_bit)
+    if scaled.shape[2] == 4:
+        alpha = scaled[:, :, 3:4]
+        scaled = scaled[:, :, :3] * alpha + (1.0 - alpha)
+    elif scaled.shape[2] == 1:
+        scaled = np.repeat(scaled, 3, axis=2)
+    return np.ascontiguousarray(np.clip(np.rint(scaled * _WHITE), 0, 255).astype(np.uint8))
+
+
+def _to_unit_range(arr: np.ndarray, sixteen_bit: bool) -> np.ndarray:
+    """Any supported dtype to float32 in [0, 1]."""
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    if arr.dtype == np.bool_:
+        return arr.astype(np.float32)
+    if arr.dtype == np.uint16 or sixteen_bit:
+        return arr.astype(np.float32) / 65535.0
+    if np.issubdtype(arr.dtype, np.integer):  # PIL mode "I": 32-bit ints, usually 16-bit data
+        top = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        return np.clip(arr.astype(np.float32) / top, 0.0, 1.0)
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise ImageError("The image contains NaN or infinite values.")
+        return np.clip(arr.astype(np.float32), 0.0, 1.0)
+    raise ImageError(f"Unsupported pixel type {arr.dtype}.")
+
+
+def to_tensor(img: np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
+    """``(H, W, 3)`` uint8 RGB -> ``(1, 3, H, W)`` float32 in ``[-1, 1]``."""
+    check_image(img)
+    x = torch.from_numpy(np.array(img, copy=not img.flags.writeable, order="C")).to(device=device)
+    return x.permute(2, 0, 1).unsqueeze(0).float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """``(1, 3, H, W)`` or ``(3, H, W)`` float in ``[-1, 1]`` -> ``(H, W, 3)`` uint8 RGB (clipped, rounded)."""
+    if x.ndim == 4:
+        if x.shape[0] != 1:
+            raise ValueError(f"to_uint8 takes one image, got a batch of {x.shape[0]}")
+        x = x[0]
+    if x.ndim != 3 or x.shape[0] not in (1, 3):
+        raise ValueError(f"expected (1|3, H, W), got {tuple(x.shape)}")
+    x = x.detach().float().clamp(-1.0, 1.0).add(1.0).mul(127.5).round().to(torch.uint8)
+    out = x.permute(1, 2, 0).cpu().numpy()
+    return np.ascontiguousarray(np.repeat(out, 3, axis=2) if out.shape[2] == 1 else out)
+
+
+def to_float(img: np.ndarray) -> np.ndarray:
+    """``(H, W, C)`` uint8 -> float32 in ``[-1, 1]`` (NumPy twin of :func:`to_tensor`)."""
+    return img.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+
+
+def from_float(x: np.ndarray) -> np.ndarray:
+    """float in ``[-1, 1]`` -> uint8 (clipped, rounded; NumPy twin of :func:`to_uint8`)."""
+    return np.clip(np.rint((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def scale_to_fit(img: np.ndarray, short_side: int | None = None, long_side: int | None = None) -> np.ndarray:
+    """Downscale (never upscale) so the short side <= ``short_side`` and the long side <= ``long_side``.
+
+    Uses area interpolation; returns ``img`` itself when it already fits.
+    """
+    height, width = img.shape[:2]
+    factor = 1.0
+    if short_side is not None:
+        factor = min(factor, short_side / min(height, width))
+    if long_side is not None:
+        factor = min(factor, long_side / max(height, width))
+    if factor >= 1.0:
+        return img
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+
+
+def resize_to(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize to exactly ``(height, width)`` (area when shrinking, cubic when enlarging)."""
+    if img.shape[:2] == (height, width):
+        return img
+    shrinking = height * width < img.shape[0] * img.shape[1]
+    return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)

@@ -1,0 +1,64 @@
+"""Layers that reproduce TensorFlow 1 semantics, so the authors' weights compute the same function here."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+LEAKY_SLOPE = 0.2
+
+
+def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TF 'SAME' padding (before, after) for one axis: the extra pixel goes after (bottom/right)."""
+    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class Conv2dSame(nn.Conv2d):
+    """``nn.Conv2d`` with TF 'SAME' padding; for stride 2 on even sizes it pads 0 before and 1 after.
+
+    The state dict is that of ``nn.Conv2d`` (``weight``, ``bias``).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> None:
+        symmetric = stride == 1 and kernel_size % 2 == 1
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2 if symmetric else 0)
+        self._pad_in_forward = not symmetric
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._pad_in_forward:
+            k, s = self.kernel_size[0], self.stride[0]
+            top, bottom = tf_same_padding(x.shape[-2], k, s)
+            left, right = tf_same_padding(x.shape[-1], k, s)
+            x = F.pad(x, (left, right, top, bottom))
+        return super().forward(x)
+
+
+def resize_bilinear_legacy(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """TF1 ``resize_bilinear`` (align_corners=False, half_pixel_centers=False) of ``(B, C, H, W)`` to ``size``.
+
+    Output pixel ``i`` samples input position ``i * in / out``; the last row/column repeats. PyTorch's
+    ``F.interpolate(align_corners=False)`` samples ``(i + 0.5) * in / out - 0.5`` instead (a quarter pixel off
+    for 2x). Differentiable.
+    """
+    out_h, out_w = size
+    in_h, in_w = x.shape[-2:]
+    if (in_h, in_w) == (out_h, out_w):
+        return x
+    x = _lerp_axis(x, out_h, in_h, dim=-2)
+    return _lerp_axis(x, out_w, in_w, dim=-1)
+
+
+def _lerp_axis(x: torch.Tensor, out_size: int, in_size: int, dim: int) -> torch.Tensor:
+    if out_size == in_size:
+        return x
+    position = torch.arange(out_size, device=x.device, dtype=torch.float64) * (in_size / out_size)
+    low = position.floor().long().clamp_(max=in_size - 1)
+    high = (low + 1).clamp_(max=in_size - 1)
+    shape = [1] * x.ndim
+    shape[dim] = out_size
+    frac = (position - low).to(x.dtype).view(shape)
+    return torch.lerp(x.index_select(dim, low), x.index_select(dim, high), frac)

@@ -1,0 +1,56 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cartoon.__main__ import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_inputs(folder: Path, photo: np.ndarray) -> None:
+    (folder / "sub").mkdir(parents=True)
+    Image.fromarray(photo).save(folder / "good.jpg")
+    Image.fromarray(photo[:50, :70]).save(folder / "sub" / "good.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (folder / "notes.txt").write_text("ignored: not an image suffix")
+
+
+def test_folder_with_views_skips_bad_files(tmp_path, photo, tiny_checkpoint, capsys):
+    make_inputs(tmp_path / "in", photo)
+    code = main([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--views", "--model", str(tiny_checkpoint), "--device", "cpu"])
+    assert code == 1  # one file failed
+    err = capsys.readouterr().err
+    assert "skipped" in err and "broken.jpg" in err and "2 of 3 images" in err
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    suffixes = (".png", ".surface.png", ".structure.png", ".texture.png")
+    assert names == sorted(f"{stem}{suffix}" for stem in ("good", "good-2") for suffix in suffixes)
+    out = np.asarray(Image.open(tmp_path / "out" / "good.png"))
+    assert out.shape == photo.shape
+    assert np.asarray(Image.open(tmp_path / "out" / "good-2.png")).shape == (50, 70, 3)
+
+
+def test_all_good_exits_zero(tmp_path, photo, tiny_checkpoint):
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    assert main([str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", str(tiny_checkpoint), "--max-side", "0"]) == 0
+    assert (tmp_path / "out" / "a.png").is_file()
+
+
+def test_no_model_is_a_clear_error(tmp_path, photo, monkeypatch, capsys):
+    monkeypatch.setattr("cartoon.checkpoint.BUNDLED_DIR", tmp_path / "nothing")
+    monkeypatch.setattr("cartoon.checkpoint.resolve_generator.__defaults__", (None, None, tmp_path / "nothing", "cpu"))
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    assert main([str(tmp_path / "a.png"), "-o", str(tmp_path / "out")]) == 2
+    assert "No usable generator checkpoint" in capsys.readouterr().err
+
+
+def test_runs_as_a_module(tmp_path, photo, tiny_checkpoint):
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    result = subprocess.run(
+        [sys.executable, "-m", "cartoon", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", str(tiny_checkpoint)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "1 of 1 images" in result.stderr

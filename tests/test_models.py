@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cartoon.models import PatchDiscriminator, UNetGenerator
+from cartoon.models.layers import Conv2dSame, resize_bilinear_legacy, tf_same_padding
+
+
+def test_generator_has_the_authors_parameter_count():
+    assert sum(p.numel() for p in UNetGenerator().parameters()) == 1_467_075
+    assert len(UNetGenerator().state_dict()) == 36  # the released checkpoint's 36 tensors
+
+
+@pytest.mark.parametrize("size,kernel,stride,expected", [(8, 3, 2, (0, 1)), (9, 3, 2, (1, 1)), (8, 7, 1, (3, 3)), (8, 1, 2, (0, 0))])
+def test_tf_same_padding(size, kernel, stride, expected):
+    assert tf_same_padding(size, kernel, stride) == expected
+
+
+def test_stride2_conv_pads_bottom_right_like_tf():
+    torch.manual_seed(0)
+    conv = Conv2dSame(2, 3, 3, stride=2)
+    x = torch.randn(1, 2, 8, 10)
+    expected = F.conv2d(F.pad(x, (0, 1, 0, 1)), conv.weight, conv.bias, stride=2)
+    assert torch.allclose(conv(x), expected, atol=1e-6)
+    assert conv(x).shape[-2:] == (4, 5)
+
+
+def legacy_resize_reference(a: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """TF1 resize_bilinear (half_pixel_centers=False) written out per pixel."""
+    in_h, in_w = a.shape
+    out = np.empty((out_h, out_w))
+    for i in range(out_h):
+        y = i * in_h / out_h
+        y0 = int(np.floor(y)); y1 = min(y0 + 1, in_h - 1); fy = y - y0
+        for j in range(out_w):
+            x = j * in_w / out_w
+            x0 = int(np.floor(x)); x1 = min(x0 + 1, in_w - 1); fx = x - x0
+            top = a[y0, x0] * (1 - fx) + a[y0, x1] * fx
+            bottom = a[y1, x0] * (1 - fx) + a[y1, x1] * fx
+            out[i, j] = top * (1 - fy) + bottom * fy
+    return out
+
+
+@pytest.mark.parametrize("src,dst", [((4, 5), (8, 10)), ((3, 3), (7, 5)), ((6, 4), (6, 4))])
+def test_legacy_bilinear_matches_tf1_formula(src, dst):
+    a = np.random.default_rng(0).standard_normal(src)
+    got = resize_bilinear_legacy(torch.from_numpy(a)[None, None], dst)[0, 0].numpy()
+    assert np.allclose(got, legacy_resize_reference(a, *dst), atol=1e-12)
+
+
+def test_legacy_bilinear_differs_from_torch_half_pixel():
+    a = torch.arange(16.0).view(1, 1, 4, 4)
+    assert not torch.allclose(resize_bilinear_legacy(a, (8, 8)), F.interpolate(a, (8, 8), mode="bilinear", align_corners=False))
+    # Even output pixels sample input pixels exactly; the last row repeats.
+    out = resize_bilinear_legacy(a, (8, 8))
+    assert torch.equal(out[0, 0, ::2, ::2], a[0, 0]) and torch.equal(out[0, 0, -1], out[0, 0, -2])
+
+
+@pytest.mark.parametrize("size", [(8, 8), (12, 20), (13, 9)])
+def test_generator_keeps_size_and_is_differentiable(size):
+    g = UNetGenerator(channels=4, num_blocks=1)
+    x = torch.rand(2, 3, *size, requires_grad=True)
+    out = g(x)
+    assert out.shape == x.shape
+    out.mean().backward()
+    assert all(p.grad is not None for p in g.parameters())
+
+
+def test_generator_forward_matches_layer_list():
+    """The forward pass is exactly the digest's layer list (re-written here by hand from its modules)."""
+    torch.manual_seed(0)
+    g = UNetGenerator(channels=4, num_blocks=2).eval()
+    x = torch.rand(1, 3, 16, 24) * 2 - 1
+    act = lambda t: F.leaky_relu(t, 0.2)  # noqa: E731
+    x0 = act(g.conv_in(x))
+    x1 = act(g.conv1(act(g.down1(x0))))
+    x2 = act(g.conv2(act(g.down2(x1))))
+    for block in g.blocks:
+        x2 = x2 + block.conv2(act(block.conv1(x2)))
+    x2 = act(g.conv3(x2))
+    x3 = act(g.up1_out(act(g.up1(resize_bilinear_legacy(x2, (8, 12)) + x1))))
+    out = g.conv_out(act(g.up2(resize_bilinear_legacy(x3, (16, 24)) + x0)))
+    assert torch.allclose(g(x), out, atol=1e-6)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_discriminator_patch_scores(channels):
+    d = PatchDiscriminator(in_channels=channels)
+    assert d(torch.rand(2, channels, 256, 256)).shape == (2, 1, 32, 32)
+    spectral = [name for name, _ in d.named_parameters() if "original" in name]
+    assert len(spectral) == 7  # every conv is spectrally normalised
+
+
+def test_discriminator_rejects_other_channel_counts():
+    with pytest.raises(ValueError, match="in_channels"):
+        PatchDiscriminator(in_channels=2)
