@@ -1,0 +1,439 @@
+"""The white-box representation explorer: a Gradio Blocks app (and a Hugging Face Space).
+
+Upload a photo and see it beside its surface, structure and texture representations, the white-box mix of
+the three, and the generator's cartoon. Handlers are thin adapters over :mod:`cartoon`; all image maths
+lives there. ``python app.py`` serves on 127.0.0.1:7860 (``--host/--port`` or ``CARTOON_HOST/CARTOON_PORT``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+
+from cartoon.checkpoint import CheckpointError  # noqa: E402
+from cartoon.explorer import Explorer, SurfaceParams  # noqa: E402
+from cartoon.image import ImageError, load_image, scale_to_fit  # noqa: E402
+from cartoon.inference import DEFAULT_MAX_SIDE, Cartoonizer  # noqa: E402
+from cartoon.representations import StructureParams, ShiftWeights, weights_from_seed  # noqa: E402
+from cartoon.representations.texture import MEAN_WEIGHTS, WEIGHT_RANGES  # noqa: E402
+
+log = logging.getLogger("app")
+
+ROOT = Path(__file__).resolve().parent
+EXAMPLES_DIR = ROOT / "assets" / "examples"
+MAX_UPLOAD_MB = 20
+MAX_MEGAPIXELS = 25
+QUEUE_SIZE = 32
+ALGORITHM_CHOICES = [("Felzenszwalb (paper)", "felzenszwalb"), ("SLIC (authors' training code)", "slic")]
+
+try:  # On ZeroGPU Spaces, only the generator call holds a GPU.
+    import spaces  # type: ignore[import-not-found]
+
+    on_gpu: Callable[[Callable], Callable] = spaces.GPU
+    RUNTIME = "ZeroGPU"
+except ImportError:
+    spaces = None
+    on_gpu = lambda fn: fn  # noqa: E731
+    RUNTIME = None
+
+EXPLORER = Explorer()
+
+
+@functools.cache
+def get_cartoonizer() -> Cartoonizer:
+    """The generator, loaded once on first use (Hub repo -> Hub cache -> bundled assets/model)."""
+    return Cartoonizer.from_pretrained(max_side=DEFAULT_MAX_SIDE)
+
+
+def model_status() -> str:
+    """One line for the page: which model, where it runs."""
+    try:
+        cartoonizer = get_cartoonizer()
+    except CheckpointError as error:
+        log.warning("%s", error)
+        return ("**Model:** none available: the views work, the cartoon does not. "
+                "Train one with `python -m train` or set `CARTOON_MODEL_REPO`.")
+    where = RUNTIME or cartoonizer.describe().rsplit(" on ", 1)[-1]
+    return f"**Model:** {cartoonizer.source.describe()} · runs on **{where}**"
+
+
+# --------------------------------------------------------------------------------------------- handlers
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn the library's input errors into messages for the person at the browser."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any) -> Any:
+        try:
+            return fn(*args)
+        except gr.Error:
+            raise
+        except (ImageError, ValueError, KeyError) as error:
+            raise gr.Error(str(error).strip("'\""), print_exception=False) from None
+        except CheckpointError as error:
+            raise gr.Error(f"No cartoon model is available: {error}", print_exception=False) from None
+        except MemoryError:
+            raise gr.Error("That image needs more memory than this server has; try a smaller one.") from None
+
+    return wrapper
+
+
+def _allowed_roots() -> list[Path]:
+    roots = [EXAMPLES_DIR, Path(os.environ.get("GRADIO_TEMP_DIR", Path(tempfile.gettempdir()) / "gradio"))]
+    return [root.resolve() for root in roots]
+
+
+def photo_path(payload: Any) -> Path:
+    """The server-side file of an uploaded image payload, refusing anything outside the upload/example folders."""
+    if payload is None:
+        raise ImageError("Upload a photo first.")
+    path = payload.get("path") if isinstance(payload, dict) else getattr(payload, "path", payload)
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise ImageError("Upload a photo first.")
+    resolved = Path(path).resolve()
+    if not any(resolved.is_relative_to(root) for root in _allowed_roots()):
+        raise ImageError("That file is not an upload of this app.")
+    return resolved
+
+
+def register(payload: Any) -> str:
+    """Decode an upload and register its preview; returns the explorer key."""
+    return EXPLORER.add(load_image(photo_path(payload), max_pixels=MAX_MEGAPIXELS * 1_000_000))
+
+
+def finite(name: str, value: Any, low: float, high: float) -> float:
+    """A slider value checked for type and range (API clients can send anything)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(number) or not low <= number <= high:
+        raise ValueError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
+    return number
+
+
+def surface_params(radius: Any, eps: Any) -> SurfaceParams:
+    return SurfaceParams(int(finite("Radius", radius, 0, 64)), finite("Eps", eps, 1e-4, 10))
+
+
+def structure_params(algorithm: Any, scale: Any, sigma: Any, min_size: Any, n_segments: Any, merge_to: Any) -> StructureParams:
+    if algorithm not in dict(ALGORITHM_CHOICES).values():
+        raise ValueError(f"Segmentation must be one of {[value for _, value in ALGORITHM_CHOICES]}, got {algorithm!r}")
+    return StructureParams(
+        algorithm=algorithm,
+        scale=finite("Scale", scale, 0.1, 1000),
+        sigma=finite("Sigma", sigma, 0, 10),
+        min_size=int(finite("Min size", min_size, 1, 10000)),
+        n_segments=int(finite("Segments", n_segments, 2, 5000)),
+        merge_to=int(finite("Merge to", merge_to, 0, 5000)),
+    )
+
+
+def shift_weights(red: Any, green: Any, blue: Any) -> ShiftWeights:
+    weights = ShiftWeights(*(finite(name, value, 0, 1) for name, value in zip(("Red", "Green", "Blue"), (red, green, blue))))
+    if sum(weights) <= 0:
+        raise ValueError("At least one colour-shift weight must be above zero.")
+    return weights
+
+
+def mix_weights(ws: Any, wst: Any, wt: Any) -> tuple[float, float, float]:
+    return tuple(finite(name, value, 0, 10) for name, value in zip(("Surface weight", "Structure weight", "Texture weight"), (ws, wst, wt)))  # type: ignore[return-value]
+
+
+class Params:
+    """The explorer's slider values, parsed once per event."""
+
+    def __init__(self, ws, wst, wt, radius, eps, algorithm, scale, sigma, min_size, n_segments, merge_to, red, green, blue):
+        self.weights = mix_weights(ws, wst, wt)
+        self.surface = surface_params(radius, eps)
+        self.structure = structure_params(algorithm, scale, sigma, min_size, n_segments, merge_to)
+        self.shift = shift_weights(red, green, blue)
+
+
+def _key_for(payload: Any, key: str | None) -> str:
+    return key if EXPLORER.has(key) else register(payload)
+
+
+@user_errors
+def representations(payload: Any, *values: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Public API: the surface, structure, texture and mix views of a photo (preview size, long side <= 512)."""
+    params = Params(*values)
+    key = register(payload)
+    return (
+        EXPLORER.surface(key, params.surface),
+        EXPLORER.structure(key, params.structure),
+        EXPLORER.texture(key, params.shift),
+        EXPLORER.mix(key, params.weights, params.surface, params.structure, params.shift),
+    )
+
+
+@user_errors
+def on_photo(payload: Any, *values: Any) -> tuple:
+    """UI: a new photo -> its key and all views."""
+    if payload is None:
+        return (None,) * 6
+    key = register(payload)
+    params = Params(*values)
+    return (
+        key,
+        EXPLORER.surface(key, params.surface),
+        EXPLORER.structure(key, params.structure),
+        EXPLORER.texture(key, params.shift),
+        EXPLORER.mix(key, params.weights, params.surface, params.structure, params.shift),
+        None,
+    )
+
+
+def view_updater(view: str) -> Callable:
+    """UI: one slider group moved -> recompute that view (from cache where possible) and the mix."""
+
+    @user_errors
+    def update(payload: Any, key: str | None, *values: Any) -> tuple[np.ndarray, np.ndarray] | np.ndarray | None:
+        if payload is None:
+            return (None, None) if view != "mix" else None
+        key = _key_for(payload, key)
+        params = Params(*values)
+        mix = EXPLORER.mix(key, params.weights, params.surface, params.structure, params.shift)
+        if view == "surface":
+            return EXPLORER.surface(key, params.surface), mix
+        if view == "structure":
+            return EXPLORER.structure(key, params.structure), mix
+        if view == "texture":
+            return EXPLORER.texture(key, params.shift), mix
+        return mix
+
+    update.__name__ = f"update_{view}"
+    return update
+
+
+@on_gpu
+def run_generator(img: np.ndarray) -> np.ndarray:
+    """The only call that needs an accelerator (wrapped by ``spaces.GPU`` on ZeroGPU)."""
+    return get_cartoonizer()(img)
+
+
+@user_errors
+def cartoon_preview(payload: Any, key: str | None) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]] | tuple[None, None]:
+    """UI: the cartoon of the preview (long side <= 512), and the before/after pair."""
+    if payload is None:
+        return None, None
+    photo = EXPLORER.photo(_key_for(payload, key))
+    try:
+        get_cartoonizer()
+    except CheckpointError:
+        return None, None  # the status line already says there is no model; the views still work
+    cartoon = run_generator(photo)
+    return cartoon, (photo, cartoon)
+
+
+@user_errors
+def cartoonize(payload: Any) -> np.ndarray:
+    """Public API: the cartoon at full size (short side scaled down to at most 720 px)."""
+    img = load_image(photo_path(payload), max_pixels=MAX_MEGAPIXELS * 1_000_000)
+    return run_generator(scale_to_fit(img, short_side=DEFAULT_MAX_SIDE))
+
+
+@user_errors
+def full_size_pair(payload: Any, cartoon: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """UI: the before/after pair at the full render's size."""
+    if payload is None or cartoon is None:
+        return None
+    img = load_image(photo_path(payload), max_pixels=MAX_MEGAPIXELS * 1_000_000)
+    return scale_to_fit(img, short_side=DEFAULT_MAX_SIDE), cartoon
+
+
+def reseed(seed: Any) -> tuple[float, float, float, int]:
+    """UI: a new random draw of colour-shift weights from the authors' ranges."""
+    seed = int(seed or 0) + 1
+    weights = weights_from_seed(seed)
+    return round(weights.red, 3), round(weights.green, 3), round(weights.blue, 3), seed
+
+
+# ----------------------------------------------------------------------------------------------- layout
+
+INTRO = """
+# White-box Cartoonizer
+Upload a photo to see the three **white-box representations** a cartoon is learned from
+(Wang & Yu, *Learning to Cartoonize Using White-box Cartoon Representations*, CVPR 2020), their mix, and the
+generator's cartoon. Views update when you release a slider.
+"""
+
+TEACHING = {
+    "photo": """**The photo**, shown at preview size (long side 512 px). Everything on this row is computed from it.""",
+    "surface": """**Surface** (paper §3.2): the smooth colour areas of a cartoon, without brush strokes or fine texture.
+*Formula:* an edge-preserving **guided filter** of the photo by itself — in each (2r+1)² window the output is a
+linear function of the input, `a·x + b`, with `a = cov / (var + eps)`: flat where the window varies little
+(var ≪ eps), kept where it has an edge. Radius r and eps set how much is flattened (paper: r = 5, eps = 0.2).
+*In training:* the surface discriminator **D_s** compares the filtered output with filtered cartoons
+(surface loss, weight λ₁).""",
+    "structure": """**Structure** (paper §3.3): the flat, sharp-edged regions of cel animation.
+*Formula:* **superpixels** (Felzenszwalb's graph segmentation, or SLIC), optionally merged selective-search
+style to a target count, each filled with an **adaptive colour**: its mean if the region's colour std σ < 20,
+its median if σ ≥ 40, the average of both in between (0–255 scale).
+*In training:* the **structure loss** (λ₃) asks the output to have the same VGG features as its own
+superpixel version.""",
+    "texture": """**Texture** (paper §3.4): lines and high-frequency detail, without colour or brightness.
+*Formula:* a **random colour shift** to one channel, `(w_r R + w_g G + w_b B) / (w_r + w_g + w_b)`, with weights
+drawn around the luma weights (R 0.199–0.399, G 0.487–0.687, B 0.014–0.214). Reseed draws new ones.
+*In training:* the texture discriminator **D_t** compares shifted outputs with shifted cartoons (λ₂).""",
+    "cartoon": """**Cartoon**: the generator's output, `G(x)`, then a light guided filter (r = 1, eps = 5e-3) guided by
+the photo. The generator is trained with all three losses plus content (VGG) and total-variation terms; it
+is *not* the mix on the right. *Full size* renders with the short side up to 720 px.""",
+    "mix": """**White-box mix**: a teaching picture, the weighted average of the three views,
+`(w_s·surface + w_st·structure + w_t·texture) / (w_s + w_st + w_t)` (the photo when all are 0). Raising a
+weight shows what that representation contributes — as raising λ in training pushes the cartoon towards it
+(paper Fig. 8: more surface → smoother, more texture → more detail, more structure → blockier).""",
+}
+
+CSS = """
+.view-image img { object-fit: contain; }
+#status { font-size: 0.95em; }
+footer { display: none !important; }
+"""
+
+
+def _view(label: str, key: str, **kwargs: Any) -> gr.Image:
+    with gr.Column(min_width=180):
+        image = gr.Image(label=label, format="png", buttons=["download", "fullscreen"], height=260,
+                         elem_classes=["view-image"], **kwargs)
+        with gr.Accordion("What is this?", open=False):
+            gr.Markdown(TEACHING[key])
+    return image
+
+
+def build_demo() -> gr.Blocks:
+    """Build the layout, then wire the events. Importing this module starts no server and loads no weights."""
+    with gr.Blocks(title="White-box Cartoonizer") as demo:
+        gr.Markdown(INTRO)
+        status = gr.Markdown("**Model:** loading…", elem_id="status")
+        key_state = gr.State(None)
+
+        with gr.Row(equal_height=True):
+            photo = _view("Photo", "photo", type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
+                          elem_id="photo")
+            surface_view = _view("Surface", "surface", interactive=False, elem_id="surface")
+            structure_view = _view("Structure", "structure", interactive=False, elem_id="structure")
+            texture_view = _view("Texture", "texture", interactive=False, elem_id="texture")
+            cartoon_view = _view("Cartoon", "cartoon", interactive=False, elem_id="cartoon")
+
+        examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.jpg"))
+        gr.Examples(examples=examples, inputs=[photo], label="Example photos (credits: assets/examples/CREDITS.md)",
+                    examples_per_page=10)
+
+        with gr.Row():
+            with gr.Column(scale=2):
+                with gr.Group():
+                    gr.Markdown("### Representation weights")
+                    weight_surface = gr.Slider(0, 2, value=1, step=0.05, label="Surface weight (× paper's λ₁)", elem_id="w-surface")
+                    weight_structure = gr.Slider(0, 2, value=1, step=0.05, label="Structure weight (× paper's λ₃)", elem_id="w-structure")
+                    weight_texture = gr.Slider(0, 2, value=1, step=0.05, label="Texture weight (× paper's λ₂)", elem_id="w-texture")
+                    gr.Markdown("These weights drive the white-box mix. The loaded generator was trained with fixed "
+                                "weights, so they do not change its cartoon.")
+                render = gr.Button("Render cartoon at full size (short side ≤ 720 px)", variant="primary", elem_id="render")
+            with gr.Column(scale=3, min_width=240):
+                mix_view = _view("White-box mix", "mix", interactive=False, elem_id="mix")
+            with gr.Column(scale=3, min_width=240):
+                before_after = gr.ImageSlider(label="Before / after", format="png", buttons=["download", "fullscreen"],
+                                              interactive=False, elem_id="before-after")
+
+        with gr.Row():
+            with gr.Column():
+                with gr.Accordion("Surface: guided filter", open=True):
+                    radius = gr.Slider(0, 30, value=5, step=1, label="Radius r (pixels)")
+                    eps = gr.Slider(0.001, 1.0, value=0.2, step=0.001, label="eps (on [-1, 1] values)")
+            with gr.Column():
+                with gr.Accordion("Structure: superpixels", open=True):
+                    algorithm = gr.Radio(ALGORITHM_CHOICES, value="felzenszwalb", label="Segmentation")
+                    scale = gr.Slider(0.5, 200, value=5, step=0.5, label="Felzenszwalb scale (higher: larger regions)")
+                    sigma = gr.Slider(0, 3, value=0.8, step=0.05, label="Smoothing sigma")
+                    min_size = gr.Slider(5, 1000, value=100, step=5, label="Felzenszwalb min region size (pixels)")
+                    n_segments = gr.Slider(10, 1000, value=200, step=10, label="SLIC segments")
+                    merge_to = gr.Slider(0, 1000, value=200, step=10, label="Merge down to N regions (0: off)")
+            with gr.Column():
+                with gr.Accordion("Texture: random colour shift", open=True):
+                    red = gr.Slider(*WEIGHT_RANGES.red, value=round(MEAN_WEIGHTS.red, 3), step=0.001, label="Red weight")
+                    green = gr.Slider(*WEIGHT_RANGES.green, value=round(MEAN_WEIGHTS.green, 3), step=0.001, label="Green weight")
+                    blue = gr.Slider(*WEIGHT_RANGES.blue, value=round(MEAN_WEIGHTS.blue, 3), step=0.001, label="Blue weight")
+                    seed = gr.Number(value=0, precision=0, label="Seed", interactive=False)
+                    reseed_button = gr.Button("Reseed colour shift")
+
+        gr.Markdown(f"Photos up to **{MAX_UPLOAD_MB} MB** and **{MAX_MEGAPIXELS} megapixels** (JPEG, PNG, WebP, …). "
+                    f"Views are computed at preview size (long side 512 px). Nothing you upload is kept.")
+
+        # ------------------------------------------------------------------------------------- events
+        weights = [weight_surface, weight_structure, weight_texture]
+        surface_controls = [radius, eps]
+        structure_controls = [algorithm, scale, sigma, min_size, n_segments, merge_to]
+        texture_controls = [red, green, blue]
+        all_params = weights + surface_controls + structure_controls + texture_controls
+        private = {"api_visibility": "private", "preprocess": False, "show_progress": "minimal"}
+
+        demo.load(model_status, outputs=status, api_visibility="private")
+        photo.change(
+            on_photo, [photo, *all_params], [key_state, surface_view, structure_view, texture_view, mix_view, cartoon_view],
+            api_visibility="private", preprocess=False, trigger_mode="always_last",
+        ).then(cartoon_preview, [photo, key_state], [cartoon_view, before_after], api_visibility="private",
+               preprocess=False, trigger_mode="always_last")
+
+        groups = [("surface", surface_controls, [surface_view, mix_view]),
+                  ("structure", structure_controls, [structure_view, mix_view]),
+                  ("texture", texture_controls, [texture_view, mix_view]),
+                  ("mix", weights, [mix_view])]
+        for view, controls, outputs in groups:
+            handler = view_updater(view)
+            for control in controls:
+                event = control.change if isinstance(control, gr.Radio) else control.release
+                event(handler, [photo, key_state, *all_params], outputs, trigger_mode="always_last", **private)
+        reseed_button.click(reseed, seed, [red, green, blue, seed], api_visibility="private").then(
+            view_updater("texture"), [photo, key_state, *all_params], [texture_view, mix_view], **private)
+
+        # Public API (gradio_client): named endpoints.
+        api_photo = gr.Image(type="filepath", visible=False, image_mode=None)
+        api_views = [gr.Image(format="png", visible=False) for _ in range(4)]
+        api_button = gr.Button(visible=False)
+        api_button.click(representations, [api_photo, *all_params], api_views, api_name="representations", preprocess=False)
+        render.click(cartoonize, [photo], [cartoon_view], api_name="cartoonize", preprocess=False).then(
+            full_size_pair, [photo, cartoon_view], [before_after], api_visibility="private", preprocess=False)
+    return demo
+
+
+demo = build_demo()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve the white-box representation explorer.")
+    parser.add_argument("--host", default=os.environ.get("CARTOON_HOST", "127.0.0.1"), help="address to bind")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("CARTOON_PORT", "7860")), help="port to bind")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    log.info("%s", model_status().replace("**", ""))
+    launch(demo, server_name=args.host, server_port=args.port)
+
+
+def launch(blocks: gr.Blocks, **kwargs: Any) -> Any:
+    """Launch with the app's limits: bounded queue, capped uploads, only the examples folder served."""
+    blocks.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2)
+    return blocks.launch(
+        max_file_size=f"{MAX_UPLOAD_MB}mb",
+        allowed_paths=[str(EXAMPLES_DIR)],
+        theme=gr.themes.Soft(),
+        css=CSS,
+        show_error=True,
+        **kwargs,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""The app through its public API, as a client sees it (gradio_client against a server on loopback)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+import app
+from tests.app_server import running_app
+
+EXAMPLE = app.EXAMPLES_DIR / "coffee.jpg"
+DEFAULTS = dict(ws=1, wst=1, wt=1, radius=5, eps=0.2, algorithm="felzenszwalb", scale=5, sigma=0.8, min_size=100,
+                n_segments=200, merge_to=200, red=0.299, green=0.587, blue=0.114)
+
+
+@pytest.fixture(scope="module")
+def client() -> Client:
+    with pytest.MonkeyPatch.context() as monkeypatch, running_app(monkeypatch) as url:
+        yield Client(url, verbose=False)
+
+
+def representations(client: Client, path: Path, **changes) -> list[np.ndarray]:
+    params = {**DEFAULTS, **changes}
+    files = client.predict(handle_file(str(path)), *params.values(), api_name="/representations")
+    return [png(f) for f in files]
+
+
+def png(path: str) -> np.ndarray:
+    with Image.open(path) as img:
+        assert img.format == "PNG"
+        return np.asarray(img.convert("RGB"))
+
+
+def test_named_endpoints_only(client):
+    assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {"/representations", "/cartoonize"}
+
+
+def test_representations_are_pngs_at_preview_size(client):
+    surface, structure, texture, mix = representations(client, EXAMPLE)
+    with Image.open(EXAMPLE) as img:
+        width, height = img.size
+    expected = (round(height * 512 / max(width, height)), round(width * 512 / max(width, height)), 3)
+    for view in (surface, structure, texture, mix):
+        assert view.shape == expected
+    assert np.array_equal(texture[..., 0], texture[..., 1])  # one channel, shown as gray
+    assert len(np.unique(structure.reshape(-1, 3), axis=0)) <= 200
+
+
+def test_weights_change_the_mix(client):
+    *_, balanced = representations(client, EXAMPLE)
+    surface, _, texture, only_surface = representations(client, EXAMPLE, wst=0, wt=0)
+    *_, only_texture = representations(client, EXAMPLE, ws=0, wst=0)
+    assert np.array_equal(only_surface, surface) and np.array_equal(only_texture, texture)
+    assert not np.array_equal(balanced, only_surface)
+
+
+def test_parameters_change_their_view(client):
+    surface_a, structure_a, texture_a, _ = representations(client, EXAMPLE)
+    surface_b, structure_b, texture_b, _ = representations(client, EXAMPLE, radius=1, algorithm="slic", red=0.399)
+    assert not np.array_equal(surface_a, surface_b)
+    assert not np.array_equal(structure_a, structure_b)
+    assert not np.array_equal(texture_a, texture_b)
+
+
+def test_cartoonize_returns_a_png_of_the_photo_size(client):
+    cartoon = png(client.predict(handle_file(str(EXAMPLE)), api_name="/cartoonize"))
+    with Image.open(EXAMPLE) as img:
+        assert cartoon.shape == (img.height, img.width, 3)  # short side 400 <= 720: full size
+
+
+@pytest.mark.parametrize("content,match", [(b"", "empty"), (b"plain text", "not an image"), (b"\xff\xd8\xff\xe0trunc", "not an image|damaged")])
+def test_bad_files_come_back_as_errors_and_the_server_lives_on(client, tmp_path, content, match):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(content)
+    with pytest.raises(Exception, match=match):
+        client.predict(handle_file(str(bad)), api_name="/cartoonize")
+    assert representations(client, EXAMPLE)[0].ndim == 3
+
+
+@pytest.mark.parametrize("changes,match", [({"radius": -1}, "Radius"), ({"eps": 0}, "Eps"), ({"algorithm": "watershed"}, "Segmentation"),
+                                           ({"red": 0, "green": 0, "blue": 0}, "colour-shift"), ({"ws": 1e9}, "Surface weight")])
+def test_bad_parameters_come_back_as_errors(client, changes, match):
+    with pytest.raises(Exception, match=match):
+        representations(client, EXAMPLE, **changes)
+
+
+def test_image_modes_through_the_api(client, tmp_path):
+    rgba = Image.open(EXAMPLE).convert("RGBA")
+    for mode, img in {"rgba": rgba, "gray": rgba.convert("L"), "palette": rgba.convert("P")}.items():
+        path = tmp_path / f"{mode}.png"
+        img.save(path)
+        assert png(client.predict(handle_file(str(path)), api_name="/cartoonize")).shape == (rgba.height, rgba.width, 3)
+
+
+def test_photo_path_refuses_files_outside_the_app(tmp_path):
+    with pytest.raises(app.ImageError, match="not an upload"):
+        app.photo_path({"path": "/etc/passwd"})
+    with pytest.raises(app.ImageError, match="not an upload"):
+        app.photo_path({"path": str(app.EXAMPLES_DIR / ".." / ".." / "app.py")})
+    assert app.photo_path({"path": str(EXAMPLE)}) == EXAMPLE.resolve()
+    with pytest.raises(app.ImageError, match="Upload a photo"):
+        app.photo_path(None)
+
+
+def test_views_are_cached_per_image_and_parameter(monkeypatch):
+    calls = []
+    import cartoon.explorer as explorer
+
+    original = explorer.segment
+    monkeypatch.setattr(explorer, "segment", lambda *a: calls.append(1) or original(*a))
+    monkeypatch.setattr(app, "EXPLORER", explorer.Explorer())
+    payload = {"path": str(app.EXAMPLES_DIR / "flower.jpg")}
+    values = list(DEFAULTS.values())
+    key = app.on_photo(payload, *values)[0]
+    assert len(calls) == 1
+    app.view_updater("texture")(payload, key, *values[:-3], 0.3, 0.6, 0.1)
+    app.view_updater("mix")(payload, key, 0.5, 2, 0, *values[3:])
+    assert len(calls) == 1  # texture and weights moved: no new segmentation
+    app.view_updater("structure")(payload, key, *values[:6], 20, *values[7:])
+    assert len(calls) == 2
