@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from train import checkpoints
+from train.data import ImageFolder, split_held_out
+from train.losses import discriminator_loss, feature_l1, lsgan_loss, total_variation
+from train.perceptual import CAFFE_MEAN_BGR, VGG16_CONV4_3, load_perceptual
+
+
+def test_lsgan_terms():
+    ones, zeros = torch.ones(2, 1, 4, 4), torch.zeros(2, 1, 4, 4)
+    assert lsgan_loss(ones, True) == 0 and lsgan_loss(zeros, False) == 0 and lsgan_loss(zeros, True) == 1
+    assert discriminator_loss(ones, zeros) == 0 and discriminator_loss(zeros, ones) == 1
+
+
+def test_feature_l1_is_normalised_by_feature_size():
+    a, b = torch.zeros(1, 4, 2, 3), torch.ones(1, 4, 2, 3)
+    assert torch.isclose(feature_l1(a, b), torch.tensor(1 / 24))
+
+
+def test_total_variation_matches_the_authors_form():
+    x = torch.rand(2, 3, 5, 7)
+    dx = ((x[..., 1:] - x[..., :-1]) ** 2).mean()
+    dy = ((x[..., 1:, :] - x[..., :-1, :]) ** 2).mean()
+    assert torch.isclose(total_variation(x), (dx + dy) / (3 * 5 * 7))
+    assert total_variation(torch.full((1, 3, 4, 4), 0.3)) == 0
+
+
+def test_vgg16_loader_uses_caffe_convention(tmp_path):
+    from torchvision.models import vgg16
+
+    features = vgg16(weights=None).features[:VGG16_CONV4_3]
+    state = {k: torch.zeros_like(v) for k, v in features.state_dict().items()}
+    save_file(state, tmp_path / "vgg16.safetensors")
+    net = load_perceptual("vgg16", tmp_path / "vgg16.safetensors")
+    assert not any(p.requires_grad for p in net.parameters())
+    assert net(torch.zeros(1, 3, 64, 64)).shape == (1, 512, 8, 8)
+    # The first layer sees BGR, 0-255, mean subtracted: check through a 1x1 probe.
+    net.features = torch.nn.Identity()
+    x = torch.tensor([-1.0, 0.0, 1.0]).view(1, 3, 1, 1)  # R=-1 -> 0, G=0 -> 127.5, B=1 -> 255
+    expected = torch.tensor([255 - CAFFE_MEAN_BGR[0], 127.5 - CAFFE_MEAN_BGR[1], 0 - CAFFE_MEAN_BGR[2]])
+    assert torch.allclose(net(x).flatten(), expected)
+
+
+def test_missing_vgg_weights_say_how_to_make_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match="extract-vgg"):
+        load_perceptual("vgg16", tmp_path / "missing.safetensors")
+
+
+def test_extract_vgg_maps_keras_names_to_torchvision(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import helper, numpy_helper
+
+    from train.extract_vgg import KERAS_CONV_NAMES, SHAPES, TORCHVISION_CONV_INDEX, extract
+
+    rng = np.random.default_rng(0)
+    initializers, expected = [], {}
+    for index, name, (out_c, in_c) in zip(TORCHVISION_CONV_INDEX, KERAS_CONV_NAMES, SHAPES):
+        kernel = rng.standard_normal((out_c, in_c, 3, 3)).astype(np.float32) if out_c <= 128 else np.full((out_c, in_c, 3, 3), index, np.float32)
+        bias = rng.standard_normal(out_c).astype(np.float32)
+        initializers += [numpy_helper.from_array(kernel, f"functional_1/{name}_1/convolution/ReadVariableOp:0"),
+                         numpy_helper.from_array(bias, f"functional_1/{name}_1/Squeeze:0")]
+        expected[f"{index}.weight"], expected[f"{index}.bias"] = kernel, bias
+    initializers.append(numpy_helper.from_array(np.zeros((256, 4), np.float32), "functional_1/dense_3_1/Cast/ReadVariableOp:0"))
+    graph = helper.make_graph([], "vgg", [], [], initializer=initializers)
+    path = tmp_path / "vgg.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    state = extract(path, tmp_path / "out.safetensors")
+    assert sorted(state) == sorted(expected)
+    assert all(np.array_equal(state[k].numpy(), v) for k, v in expected.items())
+
+
+def test_held_out_split_is_deterministic(tmp_path):
+    paths = [tmp_path / f"{i}.jpg" for i in range(10)]
+    train_a, held_a = split_held_out(paths, 3)
+    train_b, held_b = split_held_out(list(reversed(paths)), 3)
+    assert sorted(held_a) == sorted(held_b) and len(held_a) == 3 and not set(held_a) & set(train_a)
+
+
+def test_sampling_is_reproducible_and_in_range():
+    folder = ImageFolder("x", [np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)], [])
+    a = folder.sample(3, 16, torch.Generator().manual_seed(1))
+    b = folder.sample(3, 16, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.shape == (3, 3, 16, 16) and a.min() >= -1 and a.max() <= 1
+
+
+def test_optimizer_round_trip(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.99))
+    model(torch.rand(4, 3)).sum().backward()
+    opt.step()
+    tensors, meta = checkpoints.flatten_optimizer(opt, "g")
+    other = torch.optim.Adam(model.parameters(), lr=5.0)
+    checkpoints.restore_optimizer(other, "g", tensors, meta)
+    a, b = opt.state_dict(), other.state_dict()
+    assert b["param_groups"][0]["lr"] == 1e-3 and b["param_groups"][0]["betas"] == (0.5, 0.99)
+    assert all(torch.equal(a["state"][0][k], b["state"][0][k]) for k in a["state"][0])

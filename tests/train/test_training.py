@@ -1,0 +1,160 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cartoon.checkpoint import load_generator
+from cartoon.inference import Cartoonizer
+from train import checkpoints
+from train.__main__ import main
+from train.options import parse
+from tests.train.conftest import ROOT, run_module, tiny_args
+
+
+def generator_state(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_generator(checkpoints.latest_checkpoint(run_dir) / "generator").state_dict()
+
+
+def test_pretrain_writes_checkpoint_samples_and_metrics(tiny_data, tmp_path):
+    run = tmp_path / "pre"
+    assert main(tiny_args(tiny_data, run, "pretrain", steps=4)) == 0
+    assert [p.name for p in checkpoints.list_checkpoints(run)] == ["checkpoint-0000002", "checkpoint-0000004"]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4] and all(np.isfinite(r["reconstruction"]) for r in records)
+    grid = np.asarray(Image.open(run / "samples" / "step-0000004.png"))
+    assert grid.shape == (4 * 32, 5 * 32, 3)  # 4 fixed samples x (photo|surface|structure|texture|output)
+    assert json.loads((run / "options.json").read_text())["steps"] == 4
+
+
+def test_pretraining_reduces_the_reconstruction_loss(tiny_data, tmp_path):
+    run = tmp_path / "pre"
+    assert main(tiny_args(tiny_data, run, "pretrain", steps=30, save_every=30, sample_every=30, lr=2e-3)) == 0
+    losses = [json.loads(line)["reconstruction"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+
+
+def test_adversarial_from_pretrained_with_superpixel_workers(tiny_data, tmp_path):
+    pre, adv = tmp_path / "pre", tmp_path / "adv"
+    assert main(tiny_args(tiny_data, pre, "pretrain", steps=2)) == 0
+    assert main(tiny_args(tiny_data, adv, steps=2, init=pre, superpixel_workers=1)) == 0
+    records = [json.loads(line) for line in (adv / "metrics.jsonl").read_text().splitlines()]
+    for key in ("g_surface", "g_texture", "content", "structure", "tv", "g_total", "d_surface", "d_texture"):
+        assert np.isfinite(records[-1][key]), key
+    assert (adv / "samples" / "step-0000002.png").is_file()
+
+
+@pytest.mark.parametrize("command", ["pretrain", "adversarial"])
+def test_resume_latest_continues_exactly(tiny_data, tmp_path, command):
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    assert main(tiny_args(tiny_data, straight, command, steps=4)) == 0
+    assert main(tiny_args(tiny_data, interrupted, command, steps=2)) == 0
+    assert main(tiny_args(tiny_data, interrupted, command, steps=4, resume="latest")) == 0
+    a, b = generator_state(straight), generator_state(interrupted)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    steps = [json.loads(line)["step"] for line in (interrupted / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]  # continued at the exact next step
+
+
+def test_sigkill_between_checkpoints_resumes_from_the_last_complete_one(tiny_data, tmp_path):
+    run = tmp_path / "killed"
+    args = ["-m", "train", *tiny_args(tiny_data, run, "pretrain", steps=100_000, save_every=3, sample_every=10_000)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(checkpoints.list_checkpoints(run)) < 2:
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    complete = checkpoints.list_checkpoints(run)
+    assert complete, "no checkpoint written before the kill"
+    last_step = int(complete[-1].name.removeprefix("checkpoint-"))
+    for folder in complete:  # every folder with the final name is whole and loadable
+        load_generator(folder / "generator")
+        checkpoints.load_checkpoint(folder)
+    result = run_module(["-m", "train", *tiny_args(tiny_data, run, "pretrain", steps=last_step + 3, save_every=3, resume="latest")])
+    assert result.returncode == 0, result.stderr
+    assert f"at step {last_step}" in result.stderr
+    assert checkpoints.latest_checkpoint(run).name == f"checkpoint-{last_step + 3:07d}"
+    assert not list((run / "checkpoints").glob("*.tmp-*"))
+
+
+def test_disk_full_while_saving_keeps_the_previous_checkpoint(tiny_data, tmp_path, monkeypatch):
+    run = tmp_path / "full"
+    assert main(tiny_args(tiny_data, run, "pretrain", steps=2)) == 0
+    before = generator_state(run)
+
+    def full_disk(tensors, path, *args, **kwargs):
+        Path(path).write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoints, "save_file", full_disk)
+    with pytest.raises(OSError, match="previous checkpoint is intact"):
+        main(tiny_args(tiny_data, run, "pretrain", steps=4, resume="latest"))
+    assert checkpoints.latest_checkpoint(run).name == "checkpoint-0000002"
+    after = generator_state(run)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not list((run / "checkpoints").glob("*.tmp-*"))
+
+
+def test_nan_loss_stops_with_a_clear_message_and_saves_nothing(tiny_data, tmp_path, monkeypatch, capsys):
+    import train.trainer as trainer
+
+    monkeypatch.setattr(trainer, "reconstruction_l1", lambda out, photo: (out * float("nan")).mean())
+    assert main(tiny_args(tiny_data, tmp_path / "nan", "pretrain", steps=4)) == 3
+    assert "became NaN/inf at step 1" in capsys.readouterr().err
+    assert checkpoints.list_checkpoints(tmp_path / "nan") == []
+
+
+def test_export_loads_in_the_apps_loader(tiny_data, tmp_path):
+    run, out = tmp_path / "run", tmp_path / "export"
+    assert main(tiny_args(tiny_data, run, steps=2)) == 0
+    assert main(["export", str(run), "-o", str(out), "--data-note", "tiny synthetic test data"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    card = (out / "README.md").read_text()
+    assert "tiny synthetic test data" in card and "adversarial to step 2" in card and "CC BY 4.0" in card
+    expected = generator_state(run)
+    loaded = load_generator(out).state_dict()
+    assert all(torch.equal(expected[k], loaded[k]) for k in expected)
+    assert Cartoonizer.from_pretrained(str(out), device="cpu")(np.zeros((20, 30, 3), np.uint8)).shape == (20, 30, 3)
+
+
+def test_dry_run_prints_resolved_options_with_defaults_marked(tiny_data, capsys):
+    assert main([*tiny_args(tiny_data, Path("unused"), steps=7), "--dry-run", "--w-texture", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "w_texture: 2.0\t[default: 1.0]" in out and "w_structure: 200.0\n" in out and "steps: 7\t[default: 100000]" in out
+    assert not Path("unused").exists()
+
+
+def test_paper_loss_weight_defaults():
+    args = parse(["adversarial", "--photos", "p", "--cartoons", "c"])
+    assert (args.w_surface, args.w_texture, args.w_structure, args.w_content, args.w_tv) == (0.1, 1.0, 200.0, 200.0, 1e4)
+    assert (args.lr, args.beta1, args.beta2, args.batch_size, args.patch_size) == (2e-4, 0.5, 0.99, 16, 256)
+
+
+def test_bad_options_are_refused():
+    with pytest.raises(SystemExit):
+        parse(["pretrain", "--photos", "p", "--patch-size", "30"])
+    with pytest.raises(SystemExit):
+        parse(["pretrain", "--photos", "p", "--resume", "/no/such/checkpoint"])
+
+
+def test_two_process_ddp_on_cpu(tiny_data, tmp_path):
+    run = tmp_path / "ddp"
+    args = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "train",
+            *tiny_args(tiny_data, run, steps=3, save_every=3, sample_every=3)]
+    result = run_module(args, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "x 2 process(es)" in result.stdout
+    records = (run / "metrics.jsonl").read_text().splitlines()
+    assert len(records) == 3  # one logger
+    assert [p.name for p in checkpoints.list_checkpoints(run)] == ["checkpoint-0000003"]  # one writer

@@ -1,0 +1,51 @@
+"""``python -m train {pretrain,adversarial,export,push,extract-vgg} ...`` (``--help`` on each)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from train.options import TRAINING_COMMANDS, options_table, parse
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.command in TRAINING_COMMANDS:
+        if args.dry_run:
+            print(options_table(args))
+            return 0
+        from train.trainer import Trainer, TrainingDiverged
+
+        try:
+            last = Trainer(args).fit()
+        except TrainingDiverged as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 3
+        if last is not None:
+            print(f"last checkpoint: {last}")
+        return 0
+    if args.command == "export":
+        from train.export import export, push
+
+        folder = export(args.run, args.output, args.data_note)
+        print(f"exported to {folder}")
+        if args.push_to_hub:
+            print(f"pushed: {push(folder, args.push_to_hub)}")
+        return 0
+    if args.command == "push":
+        from train.export import push
+
+        print(f"pushed: {push(args.folder, args.repo, args.private)}")
+        return 0
+    if args.command == "extract-vgg":
+        from train.extract_vgg import default_onnx_path, extract
+
+        state = extract(args.onnx or default_onnx_path(), args.output)
+        print(f"wrote {len(state)} tensors to {args.output}")
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Training checkpoints: written atomically, safetensors + JSON only, bounded in number.
+
+Layout of ``<run>/checkpoints/checkpoint-<step>/``::
+
+    generator/config.json, generator/model.safetensors   # what export and the app load
+    training.safetensors                                  # discriminators, optimiser moments, RNG states
+    state.json                                            # step, optimiser hyper-parameters, metrics
+
+A checkpoint is written into a temporary sibling folder, flushed to disk, then renamed: a folder with the
+final name is always complete, and a crash (SIGKILL, full disk) mid-write leaves the previous one intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from cartoon.checkpoint import save_generator
+
+PREFIX = "checkpoint-"
+TMP_MARK = ".tmp-"
+
+
+def checkpoint_dir(run_dir: Path, step: int) -> Path:
+    return run_dir / "checkpoints" / f"{PREFIX}{step:07d}"
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (temporary folders of interrupted writes are ignored)."""
+    folder = run_dir / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and TMP_MARK not in p.name
+             and (p / "state.json").is_file()]
+    return sorted(found, key=lambda p: int(p.name.removeprefix(PREFIX)))
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    checkpoints = list_checkpoints(run_dir)
+    return checkpoints[-1] if checkpoints else None
+
+
+def flatten_optimizer(optimizer: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An optimiser's state dict as flat tensors (for safetensors) plus JSON-able metadata."""
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for index, values in state["state"].items():
+        for name, value in values.items():
+            key = f"{prefix}/state/{index}/{name}"
+            if isinstance(value, torch.Tensor):
+                tensors[key] = value.detach().cpu().contiguous()
+            else:
+                scalars[key] = value
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in group.items()} for group in state["param_groups"]]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, prefix: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in list(tensors.items()) + list(meta["scalars"].items()):
+        if not key.startswith(prefix + "/state/"):
+            continue
+        index, name = key.removeprefix(prefix + "/state/").split("/", 1)
+        state.setdefault(int(index), {})[name] = value
+    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in group.items()} for group in meta["param_groups"]]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def save_checkpoint(
+    run_dir: Path,
+    step: int,
+    generator: torch.nn.Module,
+    tensors: dict[str, torch.Tensor],
+    state: dict[str, Any],
+    keep_last: int,
+) -> Path:
+    """Write checkpoint ``step`` atomically, then delete all but the ``keep_last`` newest. Returns its folder."""
+    final = checkpoint_dir(run_dir, step)
+    tmp = final.with_name(f"{final.name}{TMP_MARK}{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        save_generator(generator, tmp / "generator")
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "training.safetensors"))
+        (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")  # written last: marks completeness
+        _fsync_tree(tmp)
+        if final.exists():  # re-saving the same step (e.g. after a resume): replace it whole
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for old in list_checkpoints(run_dir)[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+    for stale in (run_dir / "checkpoints").glob(f"*{TMP_MARK}*"):  # leftovers of killed writers
+        shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors and state of a checkpoint folder (generator weights are read by the generator loader)."""
+    state_path = folder / "state.json"
+    if not state_path.is_file():
+        raise FileNotFoundError(f"{folder} is not a complete checkpoint (no state.json)")
+    return load_file(str(folder / "training.safetensors")), json.loads(state_path.read_text())

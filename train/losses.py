@@ -1,0 +1,38 @@
+"""The white-box losses (Wang & Yu 2020, §3.5; the authors' ``train_code/loss.py``). Weights are applied by the
+trainer, never here. All inputs are ``(B, C, H, W)`` tensors; images in ``[-1, 1]``."""
+
+from __future__ import annotations
+
+import torch
+
+
+def lsgan_loss(scores: torch.Tensor, real: bool) -> torch.Tensor:
+    """Least-squares GAN term: ``mean((scores - 1)^2)`` for real targets, ``mean(scores^2)`` for fake ones."""
+    target = 1.0 if real else 0.0
+    return (scores.float() - target).pow(2).mean()
+
+
+def discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """The authors' D objective: ``0.5 * (mean((D(real) - 1)^2) + mean(D(fake)^2))``."""
+    return 0.5 * (lsgan_loss(real_scores, True) + lsgan_loss(fake_scores, False))
+
+
+def feature_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Content/structure loss on features ``(B, C, h, w)``: mean absolute difference divided by ``h*w*c``
+    (the authors' normalisation, kept so the 200 weight means what it meant for them)."""
+    _, c, h, w = a.shape
+    return (a.float() - b.float()).abs().mean() / (h * w * c)
+
+
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """``(mean(dx^2) + mean(dy^2)) / (3 * H * W)`` of ``(B, 3, H, W)`` (the authors' form, not an L1 sum)."""
+    x = x.float()
+    _, _, height, width = x.shape
+    dx = x[..., :, 1:] - x[..., :, :-1]
+    dy = x[..., 1:, :] - x[..., :-1, :]
+    return (dx.pow(2).mean() + dy.pow(2).mean()) / (3 * height * width)
+
+
+def reconstruction_l1(output: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
+    """Pretraining loss: mean absolute difference between ``G(x)`` and ``x``."""
+    return (output.float() - photo.float()).abs().mean()

