@@ -34,14 +34,16 @@ class CaffeFeatures(nn.Module):
         super().__init__()
         self.features = features.eval().requires_grad_(False)
         self.name = name
-        self.register_buffer("mean", torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1), persistent=False)
 
     def train(self, mode: bool = True) -> "CaffeFeatures":
         return super().train(False)  # always frozen
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bgr = (x.flip(1) + 1.0) * 127.5 - self.mean.to(x.dtype)
-        return self.features(bgr)
+        mean = torch.tensor(CAFFE_MEAN_BGR, device=x.device).view(1, 3, 1, 1)
+        bgr = (x.float().flip(1) + 1.0) * 127.5 - mean
+        weight = next(self.features.parameters(), None)
+        # Frozen weights kept in bf16 by the trainer are not re-cast on every call (autocast would).
+        return self.features(bgr.to(weight.dtype) if weight is not None else bgr)
 
 
 def _vgg_features(kind: str, weights: Path) -> CaffeFeatures:

@@ -115,6 +115,8 @@ class Trainer:
         if self.channels_last:
             for module in self._modules():
                 module.to(memory_format=torch.channels_last)
+        if self.adversarial and self.bf16:
+            self.perceptual.to(torch.bfloat16)  # frozen: cast once, not on every autocast call
         self.g_train = self._wrap(self.generator)
         if self.adversarial:
             self.d_surface_train = self._wrap(self.d_surface)

@@ -65,13 +65,15 @@ def guided_filter(x: torch.Tensor, y: torch.Tensor, r: int, eps: float) -> torch
     if x.shape[0] != y.shape[0] or x.shape[2:] != y.shape[2:]:
         raise ValueError(f"guide {tuple(x.shape)} and input {tuple(y.shape)} differ in batch or size")
     _check_filter_args(r, eps)
-    mean_x = _box_mean(x, r)
-    mean_y = _box_mean(y, r)
-    cov_xy = _box_mean(x * y, r) - mean_x * mean_y
-    var_x = _box_mean(x * x, r) - mean_x * mean_x
-    a = cov_xy / (var_x + eps)
+    # Box means of all four maps in one pass each (NCHW: avg_pool is ~2x slower on channels_last).
+    x, y = x.contiguous(), y.contiguous()
+    c_x, c_y = x.shape[1], y.shape[1]
+    stacked = _box_mean(torch.cat([x, y, x * y, x * x], dim=1), r)
+    mean_x, mean_y, mean_xy, mean_xx = stacked.split([c_x, c_y, c_y, c_x], dim=1)
+    a = (mean_xy - mean_x * mean_y) / (mean_xx - mean_x * mean_x + eps)
     b = mean_y - a * mean_x
-    return _box_mean(a, r) * x + _box_mean(b, r)
+    mean_a, mean_b = _box_mean(torch.cat([a, b], dim=1), r).split([c_y, c_y], dim=1)
+    return mean_a * x + mean_b
 
 
 def _box_mean_numpy(x: np.ndarray, r: int) -> np.ndarray:
