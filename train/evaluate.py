@@ -1,0 +1,188 @@
+"""Quality report: the paper's FID-style evaluation with VGG16 standing in for Inception, plus a comparison sheet.
+
+    python -m train.evaluate --model assets/model --pretrain runs/pretrain --out runs/evaluation
+
+For each method (our generator, the pretrain-only generator, ``cv2.stylization``, a bilateral filter, the
+white-box mix, and the photo itself) every held-out photo is processed whole, then the same random crops are
+taken from each output. The Fréchet distance between the crops' pooled VGG16 conv5_3 features and those of
+random crops of the cartoon set says how cartoon-like the outputs are (lower: more cartoon-like); the distance
+to crops of the training photos says how much photo content is kept (lower: more photo-like). Simple
+statistics (flatness, colour count, SSIM to the input) are printed as diagnostics only: a bilateral filter
+scores well on them without being a cartoon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from scipy import linalg
+from skimage.metrics import structural_similarity
+
+from cartoon.image import load_image, scale_to_fit
+from cartoon.inference import Cartoonizer
+from cartoon.representations import structure, surface, texture, whitebox_mix
+from train.checkpoints import latest_checkpoint
+from train.data import list_images
+from train.perceptual import CaffeFeatures, DEFAULT_WEIGHTS
+
+CROP = 128
+POOL_LAYER = 30  # torchvision vgg16().features[:30] ends with relu5_3
+
+
+def vgg16_pool_features(weights: Path) -> CaffeFeatures:
+    from safetensors.torch import load_file
+    from torchvision.models import vgg16
+
+    features = vgg16(weights=None).features[:POOL_LAYER]
+    features.load_state_dict(load_file(str(weights)), strict=True)
+    return CaffeFeatures(features, "VGG16 relu5_3, global average pooled")
+
+
+@torch.no_grad()
+def embed(net: CaffeFeatures, crops: np.ndarray, batch: int = 32) -> np.ndarray:
+    """``(N, CROP, CROP, 3)`` uint8 -> ``(N, 512)`` pooled features."""
+    out = []
+    for start in range(0, len(crops), batch):
+        x = torch.from_numpy(crops[start : start + batch]).permute(0, 3, 1, 2).float() / 127.5 - 1
+        out.append(net(x).mean(dim=(2, 3)).double().numpy())
+    return np.concatenate(out)
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * np.real(root)))
+
+
+def crop_positions(shape: tuple[int, int], count: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    return [(int(rng.integers(0, shape[0] - CROP + 1)), int(rng.integers(0, shape[1] - CROP + 1))) for _ in range(count)]
+
+
+def take(img: np.ndarray, positions: list[tuple[int, int]]) -> np.ndarray:
+    return np.stack([img[t : t + CROP, l : l + CROP] for t, l in positions])
+
+
+def random_crops(paths: list[Path], per_image: int, side: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    crops = []
+    for path in paths:
+        img = scale_to_fit(load_image(path), short_side=side)
+        crops.append(take(img, crop_positions(img.shape[:2], per_image, rng)))
+    return np.concatenate(crops)
+
+
+def white_box_mix(img: np.ndarray) -> np.ndarray:
+    return whitebox_mix(img, surface(img), structure(img), texture(img), (1.0, 1.0, 1.0))
+
+
+def bilateral(img: np.ndarray) -> np.ndarray:
+    out = img
+    for _ in range(3):
+        out = cv2.bilateralFilter(out, 9, 50, 7)
+    return out
+
+
+def stylization(img: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(cv2.stylization(cv2.cvtColor(img, cv2.COLOR_RGB2BGR), sigma_s=60, sigma_r=0.45), cv2.COLOR_BGR2RGB)
+
+
+def diagnostics(photo: np.ndarray, out: np.ndarray) -> dict[str, float]:
+    gray = out.mean(axis=2)
+    gradient = np.hypot(np.diff(gray, axis=0)[:, :-1], np.diff(gray, axis=1)[:-1, :])
+    colours = len(np.unique((out // 8).reshape(-1, 3), axis=0))
+    ssim = structural_similarity(photo, out, channel_axis=2, data_range=255)
+    return {"flat_fraction": float((gradient < 2).mean()), "colours_5bit": float(colours), "ssim_to_photo": float(ssim)}
+
+
+def load_cartoonizer(path: Path) -> Cartoonizer:
+    folder = path
+    if (path / "checkpoints").is_dir():
+        folder = latest_checkpoint(path) / "generator"
+    elif (path / "generator").is_dir():
+        folder = path / "generator"
+    return Cartoonizer.from_pretrained(str(folder), device="cpu", max_side=None)
+
+
+def comparison_sheet(rows: list[list[np.ndarray]], labels: list[str], out: Path, tile: tuple[int, int] = (360, 270)) -> None:
+    """One row per photo, one column per method; every image fitted into the same tile (letterboxed on white)."""
+    from PIL import ImageDraw
+
+    width, height = tile
+    sheet = Image.new("RGB", (width * len(labels), 24 + height * len(rows)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for column, label in enumerate(labels):
+        draw.text((column * width + 6, 6), label, fill="black")
+    for row_index, row in enumerate(rows):
+        for column, img in enumerate(row):
+            fitted = Image.fromarray(img)
+            fitted.thumbnail(tile, Image.Resampling.LANCZOS)
+            x = column * width + (width - fitted.width) // 2
+            y = 24 + row_index * height + (height - fitted.height) // 2
+            sheet.paste(fitted, (x, y))
+    sheet.save(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="exported model, run folder or checkpoint")
+    parser.add_argument("--pretrain", type=Path, default=None, help="pretrain run (or checkpoint) to compare with")
+    parser.add_argument("--held-out", type=Path, default=Path("data/held_out"))
+    parser.add_argument("--cartoons", type=Path, default=Path("data/cartoons"))
+    parser.add_argument("--photos", type=Path, default=Path("data/photos"))
+    parser.add_argument("--vgg-weights", type=Path, default=DEFAULT_WEIGHTS["vgg16"])
+    parser.add_argument("--side", type=int, default=512, help="short side the held-out photos are processed at")
+    parser.add_argument("--crops", type=int, default=128, help="random crops per held-out photo")
+    parser.add_argument("--reference-crops", type=int, default=768, help="crops of the cartoon set and of the photo set")
+    parser.add_argument("--out", type=Path, default=Path("runs/evaluation"))
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    methods: dict[str, Callable[[np.ndarray], np.ndarray]] = {"photo (input)": lambda img: img}
+    methods["ours"] = load_cartoonizer(args.model)
+    if args.pretrain is not None:
+        methods["pretrain only"] = load_cartoonizer(args.pretrain)
+    methods.update({"cv2.stylization": stylization, "bilateral x3": bilateral, "white-box mix": white_box_mix})
+
+    net = vgg16_pool_features(args.vgg_weights)
+    held_out = list_images(args.held_out)
+    cartoon_paths, photo_paths = list_images(args.cartoons), list_images(args.photos)
+    cartoon_feats = embed(net, random_crops(cartoon_paths, max(1, args.reference_crops // len(cartoon_paths)), args.side, seed=1))
+    photo_feats = embed(net, random_crops(photo_paths, max(1, args.reference_crops // len(photo_paths)), args.side, seed=2))
+
+    rng = np.random.default_rng(0)
+    photos = [scale_to_fit(load_image(p), short_side=args.side) for p in held_out]
+    positions = [crop_positions(img.shape[:2], args.crops, rng) for img in photos]
+    results, outputs = {}, {}
+    for name, method in methods.items():
+        outs = [method(img) for img in photos]
+        outputs[name] = outs
+        feats = embed(net, np.concatenate([take(out, pos) for out, pos in zip(outs, positions)]))
+        stats = [diagnostics(img, out) for img, out in zip(photos, outs)]
+        results[name] = {"fd_to_cartoons": frechet_distance(feats, cartoon_feats),
+                         "fd_to_photos": frechet_distance(feats, photo_feats),
+                         **{key: float(np.mean([s[key] for s in stats])) for key in stats[0]}}
+    (args.out / "quality.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"held-out photos: {len(photos)} x {args.crops} crops of {CROP}px at short side {args.side}; "
+          f"reference: {len(cartoon_feats)} cartoon crops, {len(photo_feats)} photo crops; features: {net.name}")
+    print("| method | FD to cartoons (lower: more cartoon) | FD to photos (lower: more content) | flat fraction | colours | SSIM to input |")
+    print("|---|---|---|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['fd_to_cartoons']:.1f} | {r['fd_to_photos']:.1f} | {r['flat_fraction']:.3f} | "
+              f"{r['colours_5bit']:.0f} | {r['ssim_to_photo']:.3f} |")
+    columns = ["photo (input)", "cv2.stylization", "ours"] + (["pretrain only"] if args.pretrain else [])
+    comparison_sheet([[outputs[c][i] for c in columns] for i in range(len(photos))], columns, args.out / "comparison.png")
+    print(f"sheet: {args.out / 'comparison.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
