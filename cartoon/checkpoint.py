@@ -156,7 +156,7 @@ def _download(repo_id: str, revision: str | None, local_files_only: bool) -> Pat
 def resolve_generator(
     repo_id: str | None = None,
     revision: str | None = None,
-    bundled_dir: str | os.PathLike = BUNDLED_DIR,
+    bundled_dir: str | os.PathLike | None = None,
     map_location: str | torch.device = "cpu",
 ) -> tuple[UNetGenerator, ModelSource]:
     """The app's and CLI's model: Hub repo at a pinned revision -> local Hub cache -> bundled ``assets/model``.
@@ -170,6 +170,11 @@ def resolve_generator(
     repo_id = repo_id or os.environ.get(REPO_ENV) or DEFAULT_REPO_ID
     revision = revision or os.environ.get(REVISION_ENV) or DEFAULT_REVISION
     tried: list[str] = []
+    if repo_id and Path(repo_id).is_dir():  # a local checkpoint folder given in place of a repo id
+        model = load_generator(repo_id, map_location=map_location)
+        source = ModelSource("local", str(repo_id))
+        log.info("Using %s", source.describe())
+        return model, source
     if repo_id:
         for kind, cache_only in (("hub", False), ("cache", True)):
             try:
@@ -181,7 +186,7 @@ def resolve_generator(
             source = ModelSource(kind, repo_id, revision)
             log.info("Using %s", source.describe())
             return model, source
-    bundled_dir = Path(bundled_dir)
+    bundled_dir = Path(bundled_dir if bundled_dir is not None else BUNDLED_DIR)
     try:
         model = load_generator(bundled_dir, map_location=map_location)
     except CheckpointError as error:

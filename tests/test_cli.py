@@ -40,7 +40,6 @@ def test_all_good_exits_zero(tmp_path, photo, tiny_checkpoint):
 
 def test_no_model_is_a_clear_error(tmp_path, photo, monkeypatch, capsys):
     monkeypatch.setattr("cartoon.checkpoint.BUNDLED_DIR", tmp_path / "nothing")
-    monkeypatch.setattr("cartoon.checkpoint.resolve_generator.__defaults__", (None, None, tmp_path / "nothing", "cpu"))
     Image.fromarray(photo).save(tmp_path / "a.png")
     assert main([str(tmp_path / "a.png"), "-o", str(tmp_path / "out")]) == 2
     assert "No usable generator checkpoint" in capsys.readouterr().err
