@@ -22,7 +22,7 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cartoon.checkpoint import CheckpointError  # noqa: E402
-from cartoon.explorer import Explorer, SurfaceParams  # noqa: E402
+from cartoon.explorer import EXPLORER_STRUCTURE_DOWNSAMPLE, Explorer, SurfaceParams  # noqa: E402
 from cartoon.image import ImageError, load_image, scale_to_fit  # noqa: E402
 from cartoon.inference import DEFAULT_MAX_SIDE, Cartoonizer  # noqa: E402
 from cartoon.representations import StructureParams, ShiftWeights, weights_from_seed  # noqa: E402
@@ -132,6 +132,7 @@ def structure_params(algorithm: Any, scale: Any, sigma: Any, min_size: Any, n_se
     if algorithm not in dict(ALGORITHM_CHOICES).values():
         raise ValueError(f"Segmentation must be one of {[value for _, value in ALGORITHM_CHOICES]}, got {algorithm!r}")
     return StructureParams(
+        downsample=EXPLORER_STRUCTURE_DOWNSAMPLE if algorithm == "felzenszwalb" else 1,
         algorithm=algorithm,
         scale=finite("Scale", scale, 0.1, 1000),
         sigma=finite("Sigma", sigma, 0, 10),
@@ -171,12 +172,8 @@ def representations(payload: Any, *values: Any) -> tuple[np.ndarray, np.ndarray,
     """Public API: the surface, structure, texture and mix views of a photo (preview size, long side <= 512)."""
     params = Params(*values)
     key = register(payload)
-    return (
-        EXPLORER.surface(key, params.surface),
-        EXPLORER.structure(key, params.structure),
-        EXPLORER.texture(key, params.shift),
-        EXPLORER.mix(key, params.weights, params.surface, params.structure, params.shift),
-    )
+    views = EXPLORER.views(key, params.surface, params.structure, params.shift)
+    return (*views, EXPLORER.mix(key, params.weights, params.surface, params.structure, params.shift))
 
 
 @user_errors
@@ -186,14 +183,8 @@ def on_photo(payload: Any, *values: Any) -> tuple:
         return (None,) * 6
     key = register(payload)
     params = Params(*values)
-    return (
-        key,
-        EXPLORER.surface(key, params.surface),
-        EXPLORER.structure(key, params.structure),
-        EXPLORER.texture(key, params.shift),
-        EXPLORER.mix(key, params.weights, params.surface, params.structure, params.shift),
-        None,
-    )
+    views = EXPLORER.views(key, params.surface, params.structure, params.shift)
+    return (key, *views, EXPLORER.mix(key, params.weights, params.surface, params.structure, params.shift), None)
 
 
 def view_updater(view: str) -> Callable:

@@ -111,8 +111,8 @@ def test_views_are_cached_per_image_and_parameter(monkeypatch):
     calls = []
     import cartoon.explorer as explorer
 
-    original = explorer.segment
-    monkeypatch.setattr(explorer, "segment", lambda *a: calls.append(1) or original(*a))
+    original = explorer.raw_segments
+    monkeypatch.setattr(explorer, "raw_segments", lambda *a: calls.append(1) or original(*a))
     monkeypatch.setattr(app, "EXPLORER", explorer.Explorer())
     payload = {"path": str(app.EXAMPLES_DIR / "flower.jpg")}
     values = list(DEFAULTS.values())
@@ -121,5 +121,7 @@ def test_views_are_cached_per_image_and_parameter(monkeypatch):
     app.view_updater("texture")(payload, key, *values[:-3], 0.3, 0.6, 0.1)
     app.view_updater("mix")(payload, key, 0.5, 2, 0, *values[3:])
     assert len(calls) == 1  # texture and weights moved: no new segmentation
+    app.view_updater("structure")(payload, key, *values[:10], 50, *values[11:])
+    assert len(calls) == 1  # "merge to" moved: merged again, not segmented again
     app.view_updater("structure")(payload, key, *values[:6], 20, *values[7:])
     assert len(calls) == 2

@@ -85,8 +85,8 @@ def _box_mean_numpy(x: np.ndarray, r: int) -> np.ndarray:
     cols = np.arange(width)
     count_h = (np.minimum(rows + r_h, height - 1) - np.maximum(rows - r_h, 0) + 1).astype(np.float32)
     count_w = (np.minimum(cols + r_w, width - 1) - np.maximum(cols - r_w, 0) + 1).astype(np.float32)
-    count = np.outer(count_h, count_w)
-    return sums / (count[:, :, None] if x.ndim == 3 else count)
+    inverse = 1.0 / np.outer(count_h, count_w)
+    return sums * (inverse[:, :, None] if x.ndim == 3 else inverse)
 
 
 def guided_filter_numpy(x: np.ndarray, y: np.ndarray, r: int, eps: float) -> np.ndarray:
@@ -108,16 +108,22 @@ def guided_filter_numpy(x: np.ndarray, y: np.ndarray, r: int, eps: float) -> np.
     _check_filter_args(r, eps)
     if x.shape[:2] != y.shape[:2]:
         raise ValueError(f"guide {x.shape} and input {y.shape} differ in size")
+    self_guided = x is y
     x = np.asarray(x, dtype=np.float32)
-    y = np.asarray(y, dtype=np.float32)
+    y = x if self_guided else np.asarray(y, dtype=np.float32)
     if x.ndim == 2 and y.ndim == 3:
         x = x[:, :, None]
     mean_x = _box_mean_numpy(x, r)
-    mean_y = _box_mean_numpy(y, r)
-    cov_xy = _box_mean_numpy(x * y, r) - mean_x * mean_y
-    var_x = _box_mean_numpy(x * x, r) - mean_x * mean_x
-    a = cov_xy / (var_x + np.float32(eps))
-    b = mean_y - a * mean_x
+    if self_guided:  # guide == input (the surface representation): half the box filters
+        var_x = _box_mean_numpy(x * x, r) - mean_x * mean_x
+        a = var_x / (var_x + np.float32(eps))
+        b = mean_x - a * mean_x
+    else:
+        mean_y = _box_mean_numpy(y, r)
+        cov_xy = _box_mean_numpy(x * y, r) - mean_x * mean_y
+        var_x = _box_mean_numpy(x * x, r) - mean_x * mean_x
+        a = cov_xy / (var_x + np.float32(eps))
+        b = mean_y - a * mean_x
     return _box_mean_numpy(a, r) * x + _box_mean_numpy(b, r)
 
 

@@ -136,3 +136,18 @@ class TestStructure:
         expected = structure(photo[::-1].copy())
         got = ((out[1].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
         assert np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("name", ["coffee.jpg", "astronaut.jpg"])
+def test_fast_felzenszwalb_path_stays_close_to_the_reference(name):
+    """The explorer's half-resolution segmentation: structure views within 9 grey levels (mean absolute) of the
+    full-resolution reference at 512 px, which is about the change that sigma + 0.1 makes (3-5 levels)."""
+    from pathlib import Path
+
+    from cartoon.image import load_image, scale_to_fit
+
+    img = scale_to_fit(load_image(Path(__file__).resolve().parents[2] / "assets" / "examples" / name), long_side=512)
+    reference = structure(img, StructureParams()).astype(float)
+    fast = structure(img, StructureParams(downsample=2)).astype(float)
+    assert np.abs(reference - fast).mean() <= 9.0
+    assert np.abs(reference - fast).mean() < np.abs(reference - img).mean()  # closer to the reference than the photo is

@@ -55,6 +55,12 @@ class TestGuidedFilter:
         assert got.dtype == np.float32
         assert np.abs(got - expected).max() <= 1e-5
 
+    @pytest.mark.parametrize("r,eps", [(1, 5e-3), (5, 0.2)])
+    def test_numpy_self_guided_path_matches_reference(self, pair, r, eps):
+        x = hwc(pair[0]).astype(np.float32)
+        expected = guided_filter_reference(x, x, r, eps)
+        assert np.abs(guided_filter_numpy(x, x, r, eps) - expected).max() <= 1e-5
+
     def test_real_photo_paths_agree(self, photo):
         x = torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 127.5 - 1
         torch_out = hwc(guided_filter(x, x, 5, 0.2))
