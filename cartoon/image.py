@@ -165,7 +165,10 @@ def _to_unit_range(arr: np.ndarray, sixteen_bit: bool) -> np.ndarray:
 def to_tensor(img: np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
     """``(H, W, 3)`` uint8 RGB -> ``(1, 3, H, W)`` float32 in ``[-1, 1]``."""
     check_image(img)
-    x = torch.from_numpy(np.array(img, copy=not img.flags.writeable, order="C")).to(device=device)
+    array = np.ascontiguousarray(img)
+    if not array.flags.writeable:  # torch.from_numpy wants writable memory
+        array = array.copy()
+    x = torch.from_numpy(array).to(device=device)
     return x.permute(2, 0, 1).unsqueeze(0).float().div_(127.5).sub_(1.0)
 
 

@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_SIDE = 720
 PAD_MULTIPLE = 8
+TILE = 768
+"""Network inputs with more pixels than TILE x TILE run tile by tile (bounded memory at any size)."""
+TILE_OVERLAP = 64
+"""Pixels shared by neighbouring tiles, cross-faded linearly (the generator's context reaches ~50 px)."""
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 POST_FILTER_RADIUS = 1
 POST_FILTER_EPS = 5e-3
 
@@ -53,6 +58,8 @@ class Cartoonizer:
         max_side: the short side is scaled down to at most this many pixels before the network
             (``None``: full size). The output is scaled back to the input's size.
         source: where the generator came from (for status lines).
+        precision: ``"fp32"`` (default), ``"bf16"`` (autocast; CPUs with avx512_bf16/AMX), ``"fp16"`` (CUDA), or
+            ``"auto"``: fp16 on CUDA, fp32 on the CPU (see benchmarks/generator.py for bf16's accuracy there).
 
     Example:
         >>> cartoonizer = Cartoonizer(UNetGenerator(channels=4, num_blocks=1))
@@ -66,10 +73,16 @@ class Cartoonizer:
         device: torch.device | str | None = None,
         max_side: int | None = DEFAULT_MAX_SIDE,
         source: ModelSource | None = None,
+        precision: str = "fp32",
     ) -> None:
         if max_side is not None and max_side < PAD_MULTIPLE:
             raise ValueError(f"max_side must be >= {PAD_MULTIPLE} or None, got {max_side}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.device = torch.device(device) if device is not None else default_device()
+        if precision == "auto":
+            precision = "fp16" if self.device.type == "cuda" else "fp32"
+        self.precision = precision
         self.generator = generator.to(self.device).eval()
         self.max_side = max_side
         self.source = source or ModelSource("local", "in-memory generator")
@@ -101,9 +114,32 @@ class Cartoonizer:
         """``(B, 3, H, W)`` in ``[-1, 1]`` (any H, W) -> cartoon ``(B, 3, H, W)`` in ``[-1, 1]``."""
         x = x.to(self.device)
         padded, (height, width) = pad_to_multiple(x)
-        out = self.generator(padded)
-        out = guided_filter(padded, out, POST_FILTER_RADIUS, POST_FILTER_EPS)
+        reduced = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        with torch.autocast(self.device.type, dtype=reduced or torch.float32, enabled=reduced is not None):
+            out = self.generator(padded)
+        out = guided_filter(padded, out.float(), POST_FILTER_RADIUS, POST_FILTER_EPS)
         return out[..., :height, :width].clamp(-1.0, 1.0)
+
+    def cartoonize_array(self, img: np.ndarray) -> np.ndarray:
+        """``(H, W, 3)`` uint8 at the network's resolution -> cartoon of the same size; tiled when large."""
+        if img.shape[0] * img.shape[1] <= TILE * TILE:
+            return to_uint8(self.cartoonize_tensor(to_tensor(img)))
+        return self._cartoonize_tiled(img)
+
+    def _cartoonize_tiled(self, img: np.ndarray) -> np.ndarray:
+        """Overlapping TILE x TILE windows, cross-faded over TILE_OVERLAP pixels: memory stays bounded and the
+        seams are invisible (each tile gives the overlap ~50 px of context on both sides of its fade)."""
+        height, width = img.shape[:2]
+        total = np.zeros((height, width, 3), np.float32)
+        weight = np.zeros((height, width, 1), np.float32)
+        for top in _tile_starts(height):
+            for left in _tile_starts(width):
+                bottom, right = min(top + TILE, height), min(left + TILE, width)
+                tile = to_uint8(self.cartoonize_tensor(to_tensor(img[top:bottom, left:right])))
+                ramp = _fade(top, bottom, height)[:, None, None] * _fade(left, right, width)[None, :, None]
+                total[top:bottom, left:right] += tile * ramp
+                weight[top:bottom, left:right] += ramp
+        return np.clip(np.rint(total / weight), 0, 255).astype(np.uint8)
 
     def __call__(self, image: ImageInput, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
         """Cartoonize one image.
@@ -120,5 +156,24 @@ class Cartoonizer:
         """
         img = load_image(image, max_pixels=max_pixels)
         small = scale_to_fit(img, short_side=self.max_side)
-        out = to_uint8(self.cartoonize_tensor(to_tensor(small)))
-        return resize_to(out, *img.shape[:2])
+        return resize_to(self.cartoonize_array(small), *img.shape[:2])
+
+
+def _tile_starts(size: int) -> list[int]:
+    """Window starts along one axis: TILE-long windows, neighbours overlapping by at least TILE_OVERLAP."""
+    if size <= TILE:
+        return [0]
+    count = -(-(size - TILE_OVERLAP) // (TILE - TILE_OVERLAP))
+    stride = (size - TILE) / (count - 1)
+    return [round(i * stride) for i in range(count)]
+
+
+def _fade(start: int, end: int, size: int) -> np.ndarray:
+    """Per-pixel blend weight of a window along one axis: linear ramps over TILE_OVERLAP, except at image borders."""
+    position = np.arange(start, end, dtype=np.float32)
+    ramp = np.ones(end - start, np.float32)
+    if start > 0:
+        ramp = np.minimum(ramp, (position - start + 0.5) / TILE_OVERLAP)
+    if end < size:
+        ramp = np.minimum(ramp, (end - position - 0.5) / TILE_OVERLAP)
+    return np.clip(ramp, 1e-3, 1.0)

@@ -79,3 +79,42 @@ def test_from_pretrained_local_folder(tiny_checkpoint, wide_photo):
 def test_rejects_tiny_max_side():
     with pytest.raises(ValueError, match="max_side"):
         Cartoonizer(make_tiny_generator(), max_side=4)
+
+
+class PointwiseGenerator(torch.nn.Module):
+    """A generator without spatial context: tiling must then reproduce the untiled output exactly (up to rounding)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(1.7 * x.flip(1)) * 0.9
+
+
+@pytest.fixture
+def small_tiles(monkeypatch):
+    import cartoon.inference as inference
+
+    monkeypatch.setattr(inference, "TILE", 48)
+    monkeypatch.setattr(inference, "TILE_OVERLAP", 16)
+
+
+def test_tiles_blend_without_seams(small_tiles, wide_photo):
+    photo = np.ascontiguousarray(wide_photo[:64, :96])  # multiples of 8: the untiled run needs no padding either
+    tiled = Cartoonizer(PointwiseGenerator(), device="cpu", max_side=None)
+    untiled = to_uint8(tiled.cartoonize_tensor(to_tensor(photo)))
+    out = tiled.cartoonize_array(photo)  # 2 x 3 tiles of 48 px
+    assert out.shape == photo.shape
+    assert np.abs(out.astype(int) - untiled.astype(int)).max() <= 1
+
+
+def test_tiled_real_generator_stays_close(small_tiles, wide_photo):
+    cartoonizer = Cartoonizer(make_tiny_generator(), device="cpu", max_side=None)
+    untiled = to_uint8(cartoonizer.cartoonize_tensor(to_tensor(wide_photo)))
+    diff = np.abs(cartoonizer.cartoonize_array(wide_photo).astype(int) - untiled.astype(int))
+    assert diff.mean() < 1.0 and diff.max() <= 16
+
+
+def test_reduced_precision_path(wide_photo):
+    fp32 = Cartoonizer(make_tiny_generator(), device="cpu", precision="fp32")(wide_photo)
+    bf16 = Cartoonizer(make_tiny_generator(), device="cpu", precision="bf16")(wide_photo)
+    assert bf16.shape == fp32.shape and np.abs(bf16.astype(int) - fp32.astype(int)).mean() < 2
+    with pytest.raises(ValueError, match="precision"):
+        Cartoonizer(make_tiny_generator(), precision="int4")
