@@ -223,17 +223,23 @@ class Trainer:
         with torch.no_grad(), self._autocast():
             vgg_structure = self.perceptual(pending.result())
         structure = feature_l1(vgg_output, vgg_structure)
+        losses = self._generator_update(
+            {"g_surface": g_surface, "g_texture": g_texture, "content": content, "structure": structure, "tv": tv})
+        d_losses = self._discriminator_step(self._surface(cartoon.float()), blur_fake, gray_cartoon, gray_fake)
+        return {name: value.item() for name, value in {**losses, **d_losses}.items()}
+
+    def _generator_update(self, losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Weight the five G losses (the trainer's job, never a loss's), check them, step G, unfreeze the Ds."""
         w = self.weights
-        g_total = (w["tv"] * tv + w["surface"] * g_surface + w["texture"] * g_texture
-                   + w["content"] * content + w["structure"] * structure)
-        losses = {"g_surface": g_surface, "g_texture": g_texture, "content": content, "structure": structure, "tv": tv}
-        self._check_finite({**losses, "g_total": g_total})
+        g_total = (w["tv"] * losses["tv"] + w["surface"] * losses["g_surface"] + w["texture"] * losses["g_texture"]
+                   + w["content"] * losses["content"] + w["structure"] * losses["structure"])
+        losses = {**losses, "g_total": g_total}
+        self._check_finite(losses)
         self.g_opt.zero_grad(set_to_none=True)
         g_total.backward()
         self.g_opt.step()
         self._set_discriminators_trainable(True)
-        d_losses = self._discriminator_step(self._surface(cartoon.float()), blur_fake, gray_cartoon, gray_fake)
-        return {name: value.item() for name, value in {**losses, "g_total": g_total, **d_losses}.items()}
+        return losses
 
     def _literal_step(self, photo: torch.Tensor, cartoon: torch.Tensor) -> dict[str, float]:
         # 1. The authors' first sess.run: G's output only, for the superpixel target (inline).
@@ -252,21 +258,14 @@ class Trainer:
         content = feature_l1(vgg_output_content, vgg_photo)
         structure = feature_l1(vgg_output_structure, vgg_structure)
         tv = total_variation(output)
-        w = self.weights
-        g_total = (w["tv"] * tv + w["surface"] * g_surface + w["texture"] * g_texture
-                   + w["content"] * content + w["structure"] * structure)
-        losses = {"g_surface": g_surface, "g_texture": g_texture, "content": content, "structure": structure, "tv": tv}
-        self._check_finite({**losses, "g_total": g_total})
-        self.g_opt.zero_grad(set_to_none=True)
-        g_total.backward()
-        self.g_opt.step()
-        self._set_discriminators_trainable(True)
+        losses = self._generator_update(
+            {"g_surface": g_surface, "g_texture": g_texture, "content": content, "structure": structure, "tv": tv})
         # 3. The D step: a third forward of the updated G, a fresh colour shift.
         with torch.no_grad():
             output = self._filtered_output(photo)
         gray_fake, gray_cartoon = color_shift(output, cartoon, generator=self.shift_rng)
         d_losses = self._discriminator_step(self._surface(cartoon), self._surface(output), gray_cartoon, gray_fake)
-        return {name: value.item() for name, value in {**losses, "g_total": g_total, **d_losses}.items()}
+        return {name: value.item() for name, value in {**losses, **d_losses}.items()}
 
     def _check_finite(self, losses: dict[str, torch.Tensor]) -> None:
         bad = [name for name, value in losses.items() if not torch.isfinite(value).all()]
