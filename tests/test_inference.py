@@ -11,7 +11,7 @@ from tests.conftest import make_tiny_generator
 
 @pytest.fixture
 def cartoonizer() -> Cartoonizer:
-    return Cartoonizer(make_tiny_generator(), device="cpu")
+    return Cartoonizer(make_tiny_generator(), device="cpu", precision="fp32")
 
 
 def test_output_has_the_input_size(cartoonizer, wide_photo):

@@ -35,6 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from cartoon.checkpoint import load_generator
+from cartoon.inference import cpu_supports_bf16
 from cartoon.models import PatchDiscriminator, UNetGenerator
 from cartoon.representations.structure import StructureParams, structure_batch
 from cartoon.representations.surface import SURFACE_EPS, SURFACE_RADIUS, guided_filter
@@ -55,14 +56,6 @@ SAMPLE_COUNT = 4
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; nothing is saved from that state."""
-
-
-def cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 def resolve_device(name: str, local_rank: int) -> torch.device:
@@ -87,7 +80,7 @@ class Trainer:
             torch.set_num_threads(args.threads)
         self.is_main = self.rank == 0
         self.literal = args.literal
-        bf16_ok = self.device.type == "cuda" or cpu_has_bf16()
+        bf16_ok = self.device.type == "cuda" or cpu_supports_bf16()
         self.bf16 = not self.literal and (args.bf16 == "on" or (args.bf16 == "auto" and bf16_ok))
         self.channels_last = not self.literal
 
