@@ -8,6 +8,7 @@ lives there. ``python app.py`` serves on 127.0.0.1:7860 (``--host/--port`` or ``
 from __future__ import annotations
 
 import argparse
+import ctypes
 import functools
 import logging
 import os
@@ -48,6 +49,10 @@ except ImportError:
     RUNTIME = None
 
 EXPLORER = Explorer()
+try:
+    _LIBC = ctypes.CDLL("libc.so.6")
+except OSError:  # not glibc (macOS, Windows, musl): nothing to trim
+    _LIBC = None
 
 
 @functools.cache
@@ -212,7 +217,17 @@ def view_updater(view: str) -> Callable:
 @on_gpu
 def run_generator(img: np.ndarray) -> np.ndarray:
     """The only call that needs an accelerator (wrapped by ``spaces.GPU`` on ZeroGPU)."""
-    return get_cartoonizer()(img)
+    try:
+        return get_cartoonizer()(img)
+    finally:
+        release_memory()
+
+
+def release_memory() -> None:
+    """Hand freed heap back to the OS after a generator call: glibc keeps it per thread arena otherwise, and
+    a server with many worker threads then never returns to its baseline memory."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
 
 
 @user_errors

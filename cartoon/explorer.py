@@ -60,12 +60,14 @@ def image_key(img: np.ndarray) -> str:
 
 
 class LRUCache:
-    """A small thread-safe least-recently-used map."""
+    """A small thread-safe least-recently-used map, bounded in entries and in bytes (NumPy arrays' ``nbytes``)."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, max_bytes: int | None = None) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self._items: OrderedDict[Hashable, object] = OrderedDict()
         self._lock = threading.Lock()
+        self.bytes = 0
         self.misses = 0
 
     def get_or_compute(self, key: Hashable, compute: Callable[[], T]) -> T:
@@ -76,10 +78,14 @@ class LRUCache:
             self.misses += 1
         value = compute()  # outside the lock: other sessions keep going
         with self._lock:
+            if key not in self._items:
+                self.bytes += getattr(value, "nbytes", 0)
             self._items[key] = value
             self._items.move_to_end(key)
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
+            while len(self._items) > 1 and (len(self._items) > self.capacity or
+                                            (self.max_bytes is not None and self.bytes > self.max_bytes)):
+                _, evicted = self._items.popitem(last=False)
+                self.bytes -= getattr(evicted, "nbytes", 0)
         return value
 
     def __contains__(self, key: Hashable) -> bool:
@@ -97,10 +103,10 @@ class Explorer:
         (8, 8, 3)
     """
 
-    def __init__(self, max_images: int = 32, preview_long_side: int = PREVIEW_LONG_SIDE) -> None:
+    def __init__(self, max_images: int = 32, preview_long_side: int = PREVIEW_LONG_SIDE, max_view_mb: int = 160) -> None:
         self.preview_long_side = preview_long_side
         self._photos = LRUCache(max_images)
-        self._views = LRUCache(max_images * 8)
+        self._views = LRUCache(max_images * 8, max_bytes=max_view_mb * 2**20)
 
     def add(self, img: np.ndarray) -> str:
         """Register a photo (uint8 RGB, any size); returns its key. The preview is its long side <= 512 px."""

@@ -125,3 +125,12 @@ def test_views_are_cached_per_image_and_parameter(monkeypatch):
     assert len(calls) == 1  # "merge to" moved: merged again, not segmented again
     app.view_updater("structure")(payload, key, *values[:6], 20, *values[7:])
     assert len(calls) == 2
+
+
+def test_explorer_cache_is_bounded_in_bytes():
+    from cartoon.explorer import LRUCache
+
+    cache = LRUCache(capacity=100, max_bytes=3_000)
+    for index in range(10):
+        cache.get_or_compute(index, lambda: np.zeros(1_000, np.uint8))
+    assert cache.bytes <= 3_000 and 9 in cache and 0 not in cache
