@@ -3,7 +3,7 @@
     python benchmarks/large_input.py [--model assets/model] [--out runs/large_input]
 
 The 24 MP run happens in a child process so that its peak RSS (ru_maxrss) is its own. The seam check
-cartoonizes a 1536x1024 photo tiled (768-px tiles, 64-px cross-fades) and untiled, and writes
+cartoonizes a 2048x1536 photo tiled (1024-px tiles, 64-px cross-fades) and untiled, and writes
 ``seams.png``: both outputs around a tile boundary and their difference amplified 10x.
 """
 
@@ -59,11 +59,11 @@ def seam_sheet(model: Path, out: Path) -> float:
     import cartoon.inference as inference
     from cartoon.image import load_image, to_tensor, to_uint8
 
-    photo = cv2.resize(load_image(EXAMPLE), (1536, 1024), interpolation=cv2.INTER_CUBIC)
+    photo = cv2.resize(load_image(EXAMPLE), (2048, 1536), interpolation=cv2.INTER_CUBIC)
     cartoonizer = load_cartoonizer(model, None)
     tiled = cartoonizer.cartoonize_array(photo)
     untiled = to_uint8(cartoonizer.cartoonize_tensor(to_tensor(photo)))
-    boundary = inference._tile_starts(1536)[1]  # the second column of tiles starts here
+    boundary = inference._tile_starts(2048)[1]  # the second column of tiles starts here
     window = (slice(300, 556), slice(boundary - 128, boundary + 128 + inference.TILE_OVERLAP))
     diff = np.abs(tiled.astype(int) - untiled.astype(int))
     amplified = np.clip(diff[window] * 10, 0, 255).astype(np.uint8)
@@ -88,7 +88,7 @@ def main() -> None:
     worst, mean = seam_sheet(args.model, args.out)
     print(f"# 24 MP ({stats['shape'][1]}x{stats['shape'][0]}) full-size cartoon, tiled: {stats['seconds']:.0f} s, "
           f"peak RSS {stats['peak_rss_mb']:.0f} MB (process before the call: {stats['rss_before_mb']:.0f} MB)")
-    print(f"# seams: tiled vs untiled 1536x1024, max abs diff {worst:.0f}/255, mean {mean:.3f}/255; "
+    print(f"# seams: tiled vs untiled 2048x1536, max abs diff {worst:.0f}/255, mean {mean:.3f}/255; "
           f"sheet {args.out / 'seams.png'} (untiled | tiled | diff x10)")
 
 

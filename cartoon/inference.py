@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_SIDE = 720
 PAD_MULTIPLE = 8
-TILE = 768
-"""Network inputs with more pixels than TILE x TILE run tile by tile (bounded memory at any size)."""
+TILE = 1024
+"""Network inputs with more pixels than TILE x TILE (a 720x1280 frame has fewer) run tile by tile: bounded memory."""
 TILE_OVERLAP = 64
 """Pixels shared by neighbouring tiles, cross-faded linearly (the generator's context reaches ~50 px)."""
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
