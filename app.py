@@ -113,9 +113,14 @@ def photo_path(payload: Any) -> Path:
     return resolved
 
 
+def load_upload(payload: Any) -> np.ndarray:
+    """Decode an upload within the app's pixel cap (uint8 RGB, upright)."""
+    return load_image(photo_path(payload), max_pixels=MAX_MEGAPIXELS * 1_000_000)
+
+
 def register(payload: Any) -> str:
     """Decode an upload and register its preview; returns the explorer key."""
-    return EXPLORER.add(load_image(photo_path(payload), max_pixels=MAX_MEGAPIXELS * 1_000_000))
+    return EXPLORER.add(load_upload(payload))
 
 
 def finite(name: str, value: Any, low: float, high: float) -> float:
@@ -247,7 +252,7 @@ def cartoon_preview(payload: Any, key: str | None) -> tuple[np.ndarray, tuple[np
 @user_errors
 def cartoonize(payload: Any) -> np.ndarray:
     """Public API: the cartoon at full size (short side scaled down to at most 720 px)."""
-    img = load_image(photo_path(payload), max_pixels=MAX_MEGAPIXELS * 1_000_000)
+    img = load_upload(payload)
     return run_generator(scale_to_fit(img, short_side=DEFAULT_MAX_SIDE))
 
 
@@ -256,7 +261,7 @@ def full_size_pair(payload: Any, cartoon: np.ndarray | None) -> tuple[np.ndarray
     """UI: the before/after pair at the full render's size."""
     if payload is None or cartoon is None:
         return None
-    img = load_image(photo_path(payload), max_pixels=MAX_MEGAPIXELS * 1_000_000)
+    img = load_upload(payload)
     return scale_to_fit(img, short_side=DEFAULT_MAX_SIDE), cartoon
 
 

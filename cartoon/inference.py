@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -109,12 +108,8 @@ class Cartoonizer:
         device: torch.device | str | None = None,
         max_side: int | None = DEFAULT_MAX_SIDE,
     ) -> "Cartoonizer":
-        """Load the app's model (a local folder, or Hub repo -> Hub cache -> ``assets/model``)."""
+        """Load the app's model: a local checkpoint folder, or Hub repo -> Hub cache -> ``assets/model``."""
         device = torch.device(device) if device is not None else default_device()
-        if repo_id is not None and os.path.isdir(repo_id):
-            from cartoon.checkpoint import load_generator
-
-            return cls(load_generator(repo_id, map_location=device), device, max_side, ModelSource("local", repo_id))
         generator, source = resolve_generator(repo_id, revision, map_location=device)
         return cls(generator, device, max_side, source)
 
