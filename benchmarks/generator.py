@@ -4,7 +4,8 @@
 
 Peak: a large fp32 matmul in the same run. Network FLOPs: counted from the convolutions (2 * MACs) at each
 size. Variants: default memory format vs channels_last, fp32 vs bf16 autocast (on CPUs with avx512_bf16 /
-AMX; fp16 on CUDA). Accuracy: max abs difference of the final uint8 cartoon, bf16 vs fp32, over the example
+AMX; fp16 on CUDA), and the backends the issue asked to try: ``torch.compile`` (inductor, fp32, channels_last),
+ONNX Runtime (fp32, if ``onnxruntime`` is installed; it is not a dependency) and 1 vs 2 intra-op threads. Accuracy: max abs difference of the final uint8 cartoon, bf16 vs fp32, over the example
 photos (the bf16 path is only enabled where it stays within 2/255).
 """
 
@@ -63,10 +64,47 @@ def matmul_peak(repeat: int) -> float:
     return 2 * 4096**3 / seconds / 1e9
 
 
+def compiled_time(net: nn.Module, x: torch.Tensor, repeat: int) -> tuple[str, float | None, str]:
+    """``torch.compile`` (inductor) of the fp32 channels_last network; the first call compiles."""
+    name = "fp32, channels_last, torch.compile"
+    try:
+        compiled = torch.compile(net)
+        with torch.inference_mode():
+            compiled(x)
+            return name, timed(lambda: compiled(x), repeat), ""
+    except Exception as error:  # noqa: BLE001 - a benchmark reports what it could not run
+        return name, None, f"failed: {type(error).__name__}: {str(error)[:80]}"
+
+
+def onnxruntime_time(net: nn.Module, x: torch.Tensor, repeat: int) -> tuple[str, float | None, str]:
+    """The network exported to ONNX (TorchScript exporter) and run by ONNX Runtime's CPU provider, fp32."""
+    name = "fp32, ONNX Runtime"
+    try:
+        import tempfile
+
+        import onnxruntime
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "generator.onnx"
+            torch.onnx.export(net, (x,), str(path), input_names=["photo"], output_names=["cartoon"], dynamo=False)
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()
+            session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        feed = {"photo": x.numpy()}
+        with torch.inference_mode():
+            reference = net(x).numpy()
+        out = session.run(None, feed)[0]
+        note = f"max diff to torch {np.abs(out - reference).max():.1e}"
+        return f"{name} ({note})", timed(lambda: session.run(None, feed), repeat), ""
+    except Exception as error:  # noqa: BLE001
+        return name, None, f"unavailable: {type(error).__name__}: {str(error)[:80]}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=ROOT / "assets" / "model")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--backends", action="store_true", help="also time torch.compile, ONNX Runtime, 1 thread")
     args = parser.parse_args()
     trained = (args.model / "model.safetensors").exists()
     model = load_generator(args.model) if trained else UNetGenerator().eval()
@@ -74,9 +112,19 @@ def main() -> None:
     print(f"# generator, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"fp32 matmul peak {peak:.0f} GFLOP/s; weights: {'trained ' + str(args.model) if trained else 'random (no model)'}")
     print("| size | variant | ms | GFLOP/s | % of fp32 peak |\n|---|---|---|---|---|")
-    for height, width in ((720, 720), (720, 1280)):
+    sizes = ((720, 720), (720, 1280))
+    for height, width in sizes:
         flops = conv_flops(model, height, width)
         x = torch.rand(1, 3, height, width) * 2 - 1
+
+        def report(name: str, seconds: float | None, note: str = "") -> None:
+            if seconds is None:
+                print(f"| {height}x{width} | {name} | - | - | {note} |", flush=True)
+                return
+            rate = flops / seconds / 1e9
+            print(f"| {height}x{width} ({flops / 1e9:.0f} GFLOP) | {name} | {seconds * 1e3:.0f} | {rate:.0f} | "
+                  f"{100 * rate / peak:.0f}% |", flush=True)
+
         for name, memory_format, bf16 in (("fp32, NCHW", torch.contiguous_format, False),
                                           ("fp32, channels_last", torch.channels_last, False),
                                           ("bf16 autocast, channels_last", torch.channels_last, True)):
@@ -87,10 +135,17 @@ def main() -> None:
                 with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                     net(inp)
 
-            seconds = timed(run, args.repeat)
-            rate = flops / seconds / 1e9
-            print(f"| {height}x{width} ({flops / 1e9:.0f} GFLOP) | {name} | {seconds * 1e3:.0f} | {rate:.0f} | {100 * rate / peak:.0f}% |",
-                  flush=True)
+            report(name, timed(run, args.repeat))
+        if args.backends:
+            net = model.to(memory_format=torch.channels_last)
+            inp = x.contiguous(memory_format=torch.channels_last)
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            with torch.inference_mode():
+                report("fp32, channels_last, 1 thread", timed(lambda: net(inp), args.repeat))
+            torch.set_num_threads(threads)
+            report(*compiled_time(net, inp, args.repeat))
+            report(*onnxruntime_time(model.to(memory_format=torch.contiguous_format), x, args.repeat))
         model.to(memory_format=torch.contiguous_format)
 
     photos = [scale_to_fit(load_image(p), short_side=720) for p in sorted((ROOT / "assets" / "examples").glob("*.jpg"))]

@@ -28,7 +28,7 @@ from cartoon.representations import (
     texture,
     whitebox_mix,
 )
-from cartoon.representations.structure import raw_segments
+from cartoon.representations.structure import raw_segments, upsample_labels, working_image
 from cartoon.representations.surface import SURFACE_EPS, SURFACE_RADIUS
 
 PREVIEW_LONG_SIDE = 512
@@ -129,14 +129,18 @@ class Explorer:
         )
 
     def segmentation(self, key: str, params: StructureParams) -> np.ndarray:
-        """Merged labels; the segmenter's raw labels are cached apart, so moving "merge to" does not re-segment."""
+        """Merged labels at the preview's size. The segmenter's raw labels are cached apart, so moving "merge to"
+        does not re-segment; both run at the working resolution (``params.downsample``) and only the result is
+        upsampled."""
         raw_params = replace(params, merge_to=None)
         raw = self._views.get_or_compute(("raw", key, raw_params), lambda: raw_segments(self.photo(key), raw_params))
-        if not params.merge_to:
-            return raw
-        return self._views.get_or_compute(
-            ("merged", key, params), lambda: merge_regions(self.photo(key), raw, int(params.merge_to))
-        )
+        labels = raw
+        if params.merge_to:
+            labels = self._views.get_or_compute(
+                ("merged", key, params),
+                lambda: merge_regions(working_image(self.photo(key), params), raw, int(params.merge_to)),
+            )
+        return upsample_labels(labels, self.photo(key).shape[:2])
 
     def structure(self, key: str, params: StructureParams) -> np.ndarray:
         return self._views.get_or_compute(

@@ -26,8 +26,9 @@ trained from scratch with this project's `train` package. Load it with
 |---|---|
 | architecture | U-Net, channels {channels}, residual blocks {num_blocks} ({parameters:,} parameters) |
 | training | {command} to step {step:,}; {hours:.2f} h of training time |
+| started from | {lineage} |
 | batch / patch | {batch_size} x {patch_size}² |
-| loss weights | surface {w_surface}, texture {w_texture}, structure {w_structure}, content {w_content}, tv {w_tv} |
+| loss weights | surface {w_surface}, texture {w_texture}, structure {w_structure}, content {w_content}, tv {w_tv}; colour {w_colour} (not in the paper; 0 = off) |
 | perceptual network | {perceptual} |
 | structure target | {structure} superpixels, {segments} regions |
 | optimiser | Adam, lr {lr}, betas ({beta1}, {beta2}) |
@@ -61,16 +62,35 @@ def resolve_checkpoint(run_or_checkpoint: Path) -> Path:
     return latest
 
 
+def lineage(state: dict, max_depth: int = 5) -> str:
+    """The chain of ``--init`` runs this one started from (command, steps, hours each) and the hours in all."""
+    parts, total_s, current = [], state.get("elapsed_s", 0.0), state
+    for _ in range(max_depth):
+        init = (current.get("options") or {}).get("init")
+        if not init:
+            break
+        try:
+            current = json.loads((resolve_checkpoint(Path(init)) / "state.json").read_text())
+        except (OSError, ValueError):
+            parts.append(f"{init} (its checkpoint is no longer available)")
+            break
+        total_s += current.get("elapsed_s", 0.0)
+        parts.append(f"{init}: {current['command']} to step {current['step']:,}, {current.get('elapsed_s', 0) / 3600:.2f} h")
+    if not parts:
+        return "random initialisation"
+    return "; which started from ".join(parts) + f" ({total_s / 3600:.2f} h of training in all)"
+
+
 def model_card(state: dict, parameters: int, config: dict, data_note: str) -> str:
-    options = {"w_surface": 0.1, "w_texture": 1.0, "w_structure": 200.0, "w_content": 200.0, "w_tv": 1e4,
+    options = {"w_surface": 0.1, "w_texture": 1.0, "w_structure": 200.0, "w_content": 200.0, "w_tv": 1e4, "w_colour": 0.0,
                "perceptual": "none (pretraining)", "structure": "none", "segments": "-", **state.get("options", {})}
     metrics = state.get("metrics") or {}
     metric_lines = "\n".join(f"- {name}: {value:.6g}" for name, value in sorted(metrics.items())) or "- (none logged)"
     return CARD_TEMPLATE.format(
         parameters=parameters, step=state["step"], command=state["command"], hours=state.get("elapsed_s", 0) / 3600,
-        metrics=metric_lines, data_note=data_note or "Not recorded.", **config,
+        metrics=metric_lines, lineage=lineage(state), data_note=data_note or "Not recorded.", **config,
         **{k: options.get(k, "-") for k in ("batch_size", "patch_size", "w_surface", "w_texture", "w_structure",
-                                            "w_content", "w_tv", "perceptual", "structure", "segments", "lr", "beta1",
+                                            "w_content", "w_tv", "w_colour", "perceptual", "structure", "segments", "lr", "beta1",
                                             "beta2")},
     )
 

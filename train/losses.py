@@ -4,6 +4,7 @@ trainer, never here. All inputs are ``(B, C, H, W)`` tensors; images in ``[-1, 1
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def lsgan_loss(scores: torch.Tensor, real: bool) -> torch.Tensor:
@@ -22,6 +23,15 @@ def feature_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     (the authors' normalisation, kept so the 200 weight means what it meant for them)."""
     _, c, h, w = a.shape
     return (a.float() - b.float()).abs().mean() / (h * w * c)
+
+
+def colour_loss(output: torch.Tensor, photo: torch.Tensor, pool: int = 8) -> torch.Tensor:
+    """Not in the paper: mean squared difference of ``pool x pool`` average-pooled images (their colours at
+    1/pool resolution). Leaves edges, flat regions and texture to the white-box losses and penalises colour casts.
+    Squared, not L1: its gradient fades near the photo's colours (an L1 term's does not, and anchored G to the
+    identity) and grows with a cast."""
+    low_output = F.avg_pool2d(output.float(), pool, ceil_mode=True)
+    return (low_output - F.avg_pool2d(photo.float(), pool, ceil_mode=True)).pow(2).mean()
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:

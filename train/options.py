@@ -46,6 +46,9 @@ def _add_training_options(parser: argparse.ArgumentParser, adversarial: bool) ->
         weights = parser.add_argument_group("loss weights (authors' code defaults)")
         for name, value in LOSS_WEIGHTS.items():
             weights.add_argument(f"--w-{name}", type=float, default=value, help=f"lambda for the {name} loss")
+        weights.add_argument("--w-colour", type=float, default=0.0,
+                             help="not in the paper (0 = off): squared error between 8x8 average-pooled G(x) and x, which keeps the "
+                                  "photo's low-frequency colours when the cartoon set's palette differs from the photos'")
 
     schedule = parser.add_argument_group("schedule")
     schedule.add_argument("--steps", type=int, default=50_000 if not adversarial else 100_000, help="total iterations")

@@ -42,7 +42,7 @@ from cartoon.representations.surface import SURFACE_EPS, SURFACE_RADIUS, guided_
 from cartoon.representations.texture import color_shift
 from train import checkpoints
 from train.data import TrainingData, load_training_data
-from train.losses import discriminator_loss, feature_l1, lsgan_loss, reconstruction_l1, total_variation
+from train.losses import colour_loss, discriminator_loss, feature_l1, lsgan_loss, reconstruction_l1, total_variation
 from train.options import options_table, save_options, to_jsonable
 from train.perceptual import load_perceptual
 from train.superpixels import SuperpixelPool
@@ -104,7 +104,7 @@ class Trainer:
                                                     if algorithm == "felzenszwalb" else None)
             workers = 0 if self.literal else args.superpixel_workers
             self.superpixels = SuperpixelPool(self.structure_params, workers)
-            self.weights = {name: getattr(args, f"w_{name}") for name in ("surface", "texture", "structure", "content", "tv")}
+            self.weights = {name: getattr(args, f"w_{name}") for name in ("surface", "texture", "structure", "content", "tv", "colour")}
         if self.channels_last:
             for module in self._modules():
                 module.to(memory_format=torch.channels_last)
@@ -217,7 +217,8 @@ class Trainer:
             vgg_structure = self.perceptual(pending.result())
         structure = feature_l1(vgg_output, vgg_structure)
         losses = self._generator_update(
-            {"g_surface": g_surface, "g_texture": g_texture, "content": content, "structure": structure, "tv": tv})
+            {"g_surface": g_surface, "g_texture": g_texture, "content": content, "structure": structure, "tv": tv,
+             "colour": colour_loss(output, photo)})
         d_losses = self._discriminator_step(self._surface(cartoon.float()), blur_fake, gray_cartoon, gray_fake)
         return {name: value.item() for name, value in {**losses, **d_losses}.items()}
 
@@ -225,7 +226,8 @@ class Trainer:
         """Weight the five G losses (the trainer's job, never a loss's), check them, step G, unfreeze the Ds."""
         w = self.weights
         g_total = (w["tv"] * losses["tv"] + w["surface"] * losses["g_surface"] + w["texture"] * losses["g_texture"]
-                   + w["content"] * losses["content"] + w["structure"] * losses["structure"])
+                   + w["content"] * losses["content"] + w["structure"] * losses["structure"]
+                   + w["colour"] * losses["colour"])
         losses = {**losses, "g_total": g_total}
         self._check_finite(losses)
         self.g_opt.zero_grad(set_to_none=True)
@@ -252,7 +254,8 @@ class Trainer:
         structure = feature_l1(vgg_output_structure, vgg_structure)
         tv = total_variation(output)
         losses = self._generator_update(
-            {"g_surface": g_surface, "g_texture": g_texture, "content": content, "structure": structure, "tv": tv})
+            {"g_surface": g_surface, "g_texture": g_texture, "content": content, "structure": structure, "tv": tv,
+             "colour": colour_loss(output, photo)})
         # 3. The D step: a third forward of the updated G, a fresh colour shift.
         with torch.no_grad():
             output = self._filtered_output(photo)

@@ -82,6 +82,9 @@ class StructureParams:
 def segment(img: np.ndarray, params: StructureParams = StructureParams()) -> np.ndarray:
     """Superpixel labels of an image.
 
+    Segmenting and merging both run at the working resolution (:func:`working_image`); the final labels are
+    upsampled (nearest) to the image's size.
+
     Args:
         img: ``(H, W, 3)`` uint8 RGB.
         params: algorithm and its parameters.
@@ -95,28 +98,44 @@ def segment(img: np.ndarray, params: StructureParams = StructureParams()) -> np.
     """
     labels = raw_segments(img, params)
     if params.merge_to:
-        labels = merge_regions(img, labels, int(params.merge_to))
-    return labels
+        labels = merge_regions(working_image(img, params), labels, int(params.merge_to))
+    return upsample_labels(labels, img.shape[:2])
+
+
+def _working_factor(img: np.ndarray, params: StructureParams) -> int:
+    factor = int(params.downsample)
+    return factor if factor > 1 and min(img.shape[:2]) >= 2 * factor else 1
+
+
+def working_image(img: np.ndarray, params: StructureParams = StructureParams()) -> np.ndarray:
+    """The image the segmenter and the merging see: ``img`` itself, or ``1/downsample`` of it (area average)."""
+    check_image(img)
+    factor = _working_factor(img, params)
+    if factor == 1:
+        return img
+    return cv2.resize(img, (img.shape[1] // factor, img.shape[0] // factor), interpolation=cv2.INTER_AREA)
 
 
 def raw_segments(img: np.ndarray, params: StructureParams = StructureParams()) -> np.ndarray:
-    """The segmenter's labels before any merging: ``(H, W)`` int64, consecutive from 0."""
-    check_image(img)
-    factor = int(params.downsample)
-    small = img
-    if factor > 1 and min(img.shape[:2]) >= 2 * factor:
-        small = cv2.resize(img, (img.shape[1] // factor, img.shape[0] // factor), interpolation=cv2.INTER_AREA)
-    else:
-        factor = 1
+    """The segmenter's labels before any merging, at the working resolution (the shape of
+    ``working_image(img, params)``): int64, consecutive from 0. Sigma and min_size are scaled to that size."""
+    factor = _working_factor(img, params)
+    small = working_image(img, params)
     if params.algorithm == "felzenszwalb":
         labels = felzenszwalb(small, scale=params.scale, sigma=params.sigma / factor,
                               min_size=max(1, round(params.min_size / factor**2)))
     else:
         labels = slic(small, n_segments=int(params.n_segments), compactness=params.compactness,
                       sigma=params.sigma / factor, convert2lab=True, start_label=0)
-    if factor > 1:
-        labels = cv2.resize(labels.astype(np.int32), (img.shape[1], img.shape[0]), interpolation=cv2.INTER_NEAREST)
     return _consecutive(labels)
+
+
+def upsample_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Labels resized (nearest) to ``shape``; consecutive from 0. A no-op when the shape already matches."""
+    if labels.shape == tuple(shape):
+        return labels
+    resized = cv2.resize(labels.astype(np.int32), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    return _consecutive(resized)
 
 
 def _consecutive(labels: np.ndarray) -> np.ndarray:
@@ -160,6 +179,21 @@ def _adjacent_pairs(labels: np.ndarray) -> np.ndarray:
     return np.stack([codes // n, codes % n], axis=1)
 
 
+def _bounding_boxes(labels: np.ndarray, n: int) -> np.ndarray:
+    """Per-region ``(top, left, bottom, right)``, inclusive: ``(n, 4)`` int64. Uses which rows and columns
+    each region touches (two bincounts), much cheaper than ``np.minimum.at`` over every pixel."""
+    height, width = labels.shape
+    bounds = []
+    for axis, length in ((1, height), (0, width)):  # rows: collapse columns; columns: collapse rows
+        index = np.arange(length).reshape((-1, 1) if axis == 1 else (1, -1))
+        touched = np.bincount((labels * length + index).ravel(), minlength=n * length).reshape(n, length) > 0
+        first = touched.argmax(axis=1)
+        last = length - 1 - touched[:, ::-1].argmax(axis=1)
+        bounds.append((first, last))
+    (top, bottom), (left, right) = bounds
+    return np.stack([top, left, bottom, right], axis=1).astype(np.int64)
+
+
 def merge_regions(img: np.ndarray, labels: np.ndarray, target: int) -> np.ndarray:
     """Greedy selective-search merging (Uijlings et al. 2013) until at most ``target`` regions remain.
 
@@ -185,16 +219,7 @@ def merge_regions(img: np.ndarray, labels: np.ndarray, target: int) -> np.ndarra
     flat = labels.ravel()
     sizes = np.bincount(flat, minlength=n).astype(np.float64)
     hist = _colour_histograms(img, flat, n)
-    rows, cols = np.divmod(np.arange(flat.size), width)
-    top = np.full(n, height, np.int64)
-    bottom = np.zeros(n, np.int64)
-    left = np.full(n, width, np.int64)
-    right = np.zeros(n, np.int64)
-    np.minimum.at(top, flat, rows)
-    np.maximum.at(bottom, flat, rows)
-    np.minimum.at(left, flat, cols)
-    np.maximum.at(right, flat, cols)
-    boxes = np.stack([top, left, bottom, right], axis=1)
+    boxes = _bounding_boxes(labels, n)
 
     neighbours: list[set[int]] = [set() for _ in range(n)]
     pairs = _adjacent_pairs(labels)
@@ -202,27 +227,29 @@ def merge_regions(img: np.ndarray, labels: np.ndarray, target: int) -> np.ndarra
         neighbours[a].add(b)
         neighbours[b].add(a)
 
+    # Selective search's size and fill terms, 1 - (s_a + s_b)/N and 1 - (box - s_a - s_b)/N, sum to
+    # 2 - box/N: the similarity is the colour intersection plus that (one box area, no sizes needed).
     def similarities(a: int, others: np.ndarray) -> np.ndarray:
         """Similarity of region ``a`` to each region in ``others`` (one NumPy pass)."""
-        colour = np.minimum(hist[a], hist[others]).sum(axis=1)
-        size = 1.0 - (sizes[a] + sizes[others]) / image_size
-        top_left = np.minimum(boxes[a, :2], boxes[others, :2])
-        bottom_right = np.maximum(boxes[a, 2:], boxes[others, 2:])
-        area = (bottom_right[:, 0] - top_left[:, 0] + 1) * (bottom_right[:, 1] - top_left[:, 1] + 1)
-        return colour + size + 1.0 - (area - sizes[a] - sizes[others]) / image_size
+        joint_hist = hist[others]
+        colour = np.minimum(joint_hist, hist[a], out=joint_hist).sum(axis=1)
+        joint = boxes[others]
+        np.minimum(joint[:, :2], boxes[a, :2], out=joint[:, :2])
+        np.maximum(joint[:, 2:], boxes[a, 2:], out=joint[:, 2:])
+        area = (joint[:, 2] - joint[:, 0] + 1) * (joint[:, 3] - joint[:, 1] + 1)
+        return colour + (2.0 - area / image_size)
 
     # Initial similarities, vectorised over all pairs.
     a_idx, b_idx = pairs[:, 0], pairs[:, 1]
     colour = np.minimum(hist[a_idx], hist[b_idx]).sum(axis=1)
-    size = 1.0 - (sizes[a_idx] + sizes[b_idx]) / image_size
     joint = np.concatenate(
         [np.minimum(boxes[a_idx, :2], boxes[b_idx, :2]), np.maximum(boxes[a_idx, 2:], boxes[b_idx, 2:])], axis=1
     )
     area = (joint[:, 2] - joint[:, 0] + 1) * (joint[:, 3] - joint[:, 1] + 1)
-    fill = 1.0 - (area - sizes[a_idx] - sizes[b_idx]) / image_size
+    initial = colour + (2.0 - area / image_size)
     # Heap entries carry both regions' versions: an entry is stale once either region has changed.
     version = [0] * n
-    heap = [(s, a, b, 0, 0) for s, a, b in zip((-(colour + size + fill)).tolist(), a_idx.tolist(), b_idx.tolist())]
+    heap = [(s, a, b, 0, 0) for s, a, b in zip((-initial).tolist(), a_idx.tolist(), b_idx.tolist())]
     heapq.heapify(heap)
 
     parent = np.arange(n)

@@ -5,7 +5,7 @@ from safetensors.torch import save_file
 
 from train import checkpoints
 from train.data import ImageFolder, split_held_out
-from train.losses import discriminator_loss, feature_l1, lsgan_loss, total_variation
+from train.losses import colour_loss, discriminator_loss, feature_l1, lsgan_loss, total_variation
 from train.perceptual import CAFFE_MEAN_BGR, VGG16_CONV4_3, load_perceptual
 
 
@@ -26,6 +26,14 @@ def test_total_variation_matches_the_authors_form():
     dy = ((x[..., 1:, :] - x[..., :-1, :]) ** 2).mean()
     assert torch.isclose(total_variation(x), (dx + dy) / (3 * 5 * 7))
     assert total_variation(torch.full((1, 3, 4, 4), 0.3)) == 0
+
+
+def test_colour_loss_sees_casts_not_detail():
+    photo = torch.rand(2, 3, 32, 32) * 2 - 1
+    cast = photo + torch.tensor([0.1, 0.0, -0.1]).view(1, 3, 1, 1)
+    assert colour_loss(cast, photo).item() == pytest.approx(2 * 0.1**2 / 3, rel=1e-4)
+    checker = (torch.arange(32).view(1, 1, 32, 1) + torch.arange(32).view(1, 1, 1, 32)) % 2 * 0.2 - 0.1
+    assert colour_loss(photo + checker, photo).item() < 1e-6  # zero-mean detail inside each 8x8 block is free
 
 
 def test_vgg16_loader_uses_caffe_convention(tmp_path):
