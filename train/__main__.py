@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "export":
         from train.export import export, push
 
-        folder = export(args.run, args.output, args.data_note)
+        folder = export(args.run, args.output, args.data_note, args.notes)
         print(f"exported to {folder}")
         if args.push_to_hub:
             print(f"pushed: {push(folder, args.push_to_hub)}")

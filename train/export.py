@@ -37,6 +37,10 @@ trained from scratch with this project's `train` package. Load it with
 
 {metrics}
 
+## Training notes
+
+{notes}
+
 ## Training data
 
 {data_note}
@@ -81,21 +85,21 @@ def lineage(state: dict, max_depth: int = 5) -> str:
     return "; which started from ".join(parts) + f" ({total_s / 3600:.2f} h of training in all)"
 
 
-def model_card(state: dict, parameters: int, config: dict, data_note: str) -> str:
+def model_card(state: dict, parameters: int, config: dict, data_note: str, notes: str = "") -> str:
     options = {"w_surface": 0.1, "w_texture": 1.0, "w_structure": 200.0, "w_content": 200.0, "w_tv": 1e4, "w_colour": 0.0,
                "perceptual": "none (pretraining)", "structure": "none", "segments": "-", **state.get("options", {})}
     metrics = state.get("metrics") or {}
     metric_lines = "\n".join(f"- {name}: {value:.6g}" for name, value in sorted(metrics.items())) or "- (none logged)"
     return CARD_TEMPLATE.format(
         parameters=parameters, step=state["step"], command=state["command"], hours=state.get("elapsed_s", 0) / 3600,
-        metrics=metric_lines, lineage=lineage(state), data_note=data_note or "Not recorded.", **config,
+        metrics=metric_lines, lineage=lineage(state), notes=notes or "None.", data_note=data_note or "Not recorded.", **config,
         **{k: options.get(k, "-") for k in ("batch_size", "patch_size", "w_surface", "w_texture", "w_structure",
                                             "w_content", "w_tv", "w_colour", "perceptual", "structure", "segments", "lr", "beta1",
                                             "beta2")},
     )
 
 
-def export(run_or_checkpoint: Path, output: Path, data_note: str = "") -> Path:
+def export(run_or_checkpoint: Path, output: Path, data_note: str = "", notes: str = "") -> Path:
     """Write ``output/{config.json, model.safetensors, README.md}``; the files load with ``strict=True``."""
     folder = resolve_checkpoint(run_or_checkpoint)
     state = json.loads((folder / "state.json").read_text())
@@ -105,7 +109,7 @@ def export(run_or_checkpoint: Path, output: Path, data_note: str = "") -> Path:
         shutil.copyfile(folder / "generator" / name, output / name)
     config = json.loads((output / CONFIG_NAME).read_text())
     parameters = sum(p.numel() for p in generator.parameters())
-    (output / "README.md").write_text(model_card(state, parameters, config, data_note))
+    (output / "README.md").write_text(model_card(state, parameters, config, data_note, notes))
     load_generator(output)  # what the app will do
     return output
 

@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run", type=Path, help="run folder (its latest checkpoint) or a checkpoint folder")
     export.add_argument("-o", "--output", type=Path, required=True, help="export folder (e.g. assets/model)")
     export.add_argument("--data-note", default="", help="where the training data came from (for the model card)")
+    export.add_argument("--notes", default="", help="training notes for the model card (schedule changes, known flaws)")
     export.add_argument("--push-to-hub", metavar="REPO", default=None, help="also upload to this Hub repo (needs HF_TOKEN)")
 
     push = commands.add_parser("push", help="upload an export folder to the Hub (HF_TOKEN)", formatter_class=fmt)

@@ -119,11 +119,11 @@ def test_export_loads_in_the_apps_loader(tiny_data, tmp_path):
     run, out = tmp_path / "run", tmp_path / "export"
     assert main(tiny_args(tiny_data, tmp_path / "pre", "pretrain", steps=3)) == 0
     assert main([*tiny_args(tiny_data, run, steps=2), "--init", str(tmp_path / "pre")]) == 0
-    assert main(["export", str(run), "-o", str(out), "--data-note", "tiny synthetic test data"]) == 0
+    assert main(["export", str(run), "-o", str(out), "--data-note", "tiny synthetic test data", "--notes", "two steps only"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     card = (out / "README.md").read_text()
     assert "tiny synthetic test data" in card and "adversarial to step 2" in card and "CC BY 4.0" in card
-    assert "pretrain to step 3" in card  # the run it started from
+    assert "pretrain to step 3" in card and "two steps only" in card  # the run it started from, the notes
     expected = generator_state(run)
     loaded = load_generator(out).state_dict()
     assert all(torch.equal(expected[k], loaded[k]) for k in expected)

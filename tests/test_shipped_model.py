@@ -1,0 +1,51 @@
+"""The generator shipped in ``assets/model``: present, small, the offline default, and it cartoonizes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cartoon.checkpoint import BUNDLED_DIR, resolve_generator
+from cartoon.image import load_image, scale_to_fit
+from cartoon.inference import Cartoonizer
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "assets" / "examples"
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Cartoonizer:
+    model, source = resolve_generator()  # conftest forces the Hub offline
+    assert source.kind == "bundled"
+    return Cartoonizer(model, device="cpu", precision="fp32")
+
+
+def test_shipped_files_are_complete_and_small():
+    names = sorted(p.name for p in BUNDLED_DIR.iterdir())
+    assert names == ["README.md", "config.json", "model.safetensors"]
+    assert (BUNDLED_DIR / "model.safetensors").stat().st_size <= 6 * 2**20
+    config = json.loads((BUNDLED_DIR / "config.json").read_text())
+    assert config["channels"] == 32 and config["num_blocks"] == 4  # the paper's generator
+    card = (BUNDLED_DIR / "README.md").read_text()
+    assert "Training data" in card and "wesnoth" in card.lower() and "started from" in card
+
+
+def gradient_magnitude(img: np.ndarray) -> np.ndarray:
+    gray = img.astype(np.float64).mean(axis=2)
+    return np.hypot(np.diff(gray, axis=0)[:, :-1], np.diff(gray, axis=1)[:-1, :])
+
+
+@pytest.mark.parametrize("name", ["temple.jpg", "grace-hopper.jpg"])  # both held out of training
+def test_shipped_model_flattens_without_losing_the_photo(shipped, name):
+    photo = scale_to_fit(load_image(EXAMPLES / name), long_side=256)
+    cartoon = shipped(photo)
+    assert cartoon.shape == photo.shape and cartoon.dtype == np.uint8
+    difference = np.abs(cartoon.astype(int) - photo.astype(int))
+    assert difference.mean() > 4, "the model returns (nearly) the photo unchanged"
+    assert difference.mean() < 30, "the model loses the photo's content"
+    cast = np.abs(cartoon.reshape(-1, 3).mean(0) - photo.reshape(-1, 3).mean(0))
+    assert cast.max() < 8, f"colour cast of {cast.round(1)} levels per channel"
+    # Cartoon surfaces are flatter: more nearly-constant pixels than in the photo.
+    assert (gradient_magnitude(cartoon) < 2).mean() > (gradient_magnitude(photo) < 2).mean()
