@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from cartoon.models import PatchDiscriminator, UNetGenerator
-from cartoon.models.layers import Conv2dSame, resize_bilinear_legacy, tf_same_padding
+from cartoon.models.layers import Conv2dSame, _double_axis, _lerp_axis_gather, resize_bilinear_legacy, tf_same_padding
 
 
 def test_generator_has_the_authors_parameter_count():
@@ -55,6 +55,18 @@ def test_legacy_bilinear_differs_from_torch_half_pixel():
     # Even output pixels sample input pixels exactly; the last row repeats.
     out = resize_bilinear_legacy(a, (8, 8))
     assert torch.equal(out[0, 0, ::2, ::2], a[0, 0]) and torch.equal(out[0, 0, -1], out[0, 0, -2])
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("shape", [(2, 5, 7, 9), (1, 8, 1, 6)])
+def test_exact_2x_path_equals_the_gather_path_bit_for_bit(shape, channels_last):
+    x = torch.randn(*shape)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    for dim in (-2, -1):
+        fast = _double_axis(x, dim)
+        assert torch.equal(fast, _lerp_axis_gather(x, 2 * x.shape[dim], x.shape[dim], dim))
+        assert fast.is_contiguous(memory_format=torch.channels_last) == (channels_last and not x.is_contiguous())
 
 
 @pytest.mark.parametrize("size", [(8, 8), (12, 20), (13, 9)])

