@@ -309,28 +309,26 @@ def adaptive_colour(img: np.ndarray, labels: np.ndarray) -> np.ndarray:
     if labels.shape != img.shape[:2]:
         raise ValueError(f"labels {labels.shape} do not match image {img.shape[:2]}")
     flat = labels.ravel().astype(np.int64)
-    pixels = img.reshape(-1, 3)
     n = int(flat.max()) + 1
-    count = np.bincount(flat, minlength=n)
+    # One integer histogram per region and channel, (n, 3, 256); mean, spread and median all come from it
+    # (sums of integers: exact in float64, the same values as summing the pixels).
+    codes = (flat * 3)[:, None] + np.arange(3)
+    hist = np.bincount((codes * 256 + img.reshape(-1, 3)).ravel(), minlength=n * 3 * 256).reshape(n, 3, 256)
+    count = hist[:, 0].sum(axis=1)
     present = count > 0
     safe_count = np.maximum(count, 1).astype(np.float64)
 
-    channels = pixels.astype(np.float64)
-    mean = np.stack([np.bincount(flat, weights=channels[:, c], minlength=n) for c in range(3)], axis=1)
-    mean /= safe_count[:, None]
+    values = np.arange(256, dtype=np.float64)
+    mean = (hist @ values) / safe_count[:, None]
     # Spread of all the region's values pooled over channels (the authors' np.std(image[mask])).
     pooled_mean = mean.mean(axis=1)
-    pooled_sq = np.bincount(flat, weights=(channels**2).sum(axis=1), minlength=n) / (3 * safe_count)
+    pooled_sq = (hist.sum(axis=1) @ (values**2)) / (3 * safe_count)
     std = np.sqrt(np.maximum(pooled_sq - pooled_mean**2, 0.0))
 
-    median = np.empty((n, 3))
-    low_rank = (count - 1) // 2  # np.median averages the two middle values
-    high_rank = count // 2
-    for c in range(3):
-        cumulative = np.bincount(flat * 256 + pixels[:, c], minlength=n * 256).reshape(n, 256).cumsum(axis=1)
-        low = (cumulative > low_rank[:, None]).argmax(axis=1)
-        high = (cumulative > high_rank[:, None]).argmax(axis=1)
-        median[:, c] = (low + high) / 2.0
+    cumulative = hist.cumsum(axis=2)
+    low_rank = ((count - 1) // 2)[:, None, None]  # np.median averages the two middle values
+    high_rank = (count // 2)[:, None, None]
+    median = ((cumulative > low_rank).argmax(axis=2) + (cumulative > high_rank).argmax(axis=2)) / 2.0
 
     colour = np.where(
         (std < MEAN_BELOW)[:, None], mean, np.where((std < MEDIAN_FROM)[:, None], (mean + median) / 2.0, median)
