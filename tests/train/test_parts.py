@@ -105,3 +105,12 @@ def test_optimizer_round_trip(tmp_path):
     a, b = opt.state_dict(), other.state_dict()
     assert b["param_groups"][0]["lr"] == 1e-3 and b["param_groups"][0]["betas"] == (0.5, 0.99)
     assert all(torch.equal(a["state"][0][k], b["state"][0][k]) for k in a["state"][0])
+
+
+def test_frechet_distance_is_zero_for_the_same_set_and_grows_with_the_mean_shift():
+    from train.evaluate import frechet_distance
+
+    features = np.random.default_rng(0).normal(size=(300, 8))
+    assert abs(frechet_distance(features, features)) < 1e-9
+    # Same covariance, every mean moved by 1 in 8 dimensions: the distance is the squared shift, 8.
+    assert frechet_distance(features, features + 1) == pytest.approx(8, abs=1e-6)
