@@ -94,12 +94,17 @@ def stylization(img: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(cv2.stylization(cv2.cvtColor(img, cv2.COLOR_RGB2BGR), sigma_s=60, sigma_r=0.45), cv2.COLOR_BGR2RGB)
 
 
-def diagnostics(photo: np.ndarray, out: np.ndarray) -> dict[str, float]:
-    gray = out.mean(axis=2)
+def flat_fraction(img: np.ndarray) -> float:
+    """Share of pixels of a uint8 ``(H, W, 3)`` image whose grey-level gradient is under 2 levels (flat areas)."""
+    gray = img.mean(axis=2)
     gradient = np.hypot(np.diff(gray, axis=0)[:, :-1], np.diff(gray, axis=1)[:-1, :])
+    return float((gradient < 2).mean())
+
+
+def diagnostics(photo: np.ndarray, out: np.ndarray) -> dict[str, float]:
     colours = len(np.unique((out // 8).reshape(-1, 3), axis=0))
     ssim = structural_similarity(photo, out, channel_axis=2, data_range=255)
-    return {"flat_fraction": float((gradient < 2).mean()), "colours_5bit": float(colours), "ssim_to_photo": float(ssim)}
+    return {"flat_fraction": flat_fraction(out), "colours_5bit": float(colours), "ssim_to_photo": float(ssim)}
 
 
 def load_cartoonizer(path: Path) -> Cartoonizer:
