@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import functools
+import inspect
 import logging
 import os
 import tempfile
@@ -23,11 +24,11 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cartoon.checkpoint import CheckpointError  # noqa: E402
-from cartoon.explorer import EXPLORER_STRUCTURE_DOWNSAMPLE, Explorer, SurfaceParams  # noqa: E402
+from cartoon.explorer import CONTROL_NAMES, DEFAULT_VALUES, Explorer, ViewParams  # noqa: E402
 from cartoon.image import ImageError, load_image, scale_to_fit  # noqa: E402
 from cartoon.inference import DEFAULT_MAX_SIDE, Cartoonizer  # noqa: E402
-from cartoon.representations import StructureParams, ShiftWeights, weights_from_seed  # noqa: E402
-from cartoon.representations.texture import MEAN_WEIGHTS, WEIGHT_RANGES  # noqa: E402
+from cartoon.representations import weights_from_seed  # noqa: E402
+from cartoon.representations.texture import WEIGHT_RANGES  # noqa: E402
 
 log = logging.getLogger("app")
 
@@ -123,89 +124,59 @@ def register(payload: Any) -> str:
     return EXPLORER.add(load_upload(payload))
 
 
-def finite(name: str, value: Any, low: float, high: float) -> float:
-    """A slider value checked for type and range (API clients can send anything)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not np.isfinite(number) or not low <= number <= high:
-        raise ValueError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
-    return number
+def view_params(values: tuple[Any, ...]) -> ViewParams:
+    """The controls' values, in :data:`CONTROL_NAMES` order, parsed and checked by the library."""
+    if len(values) != len(CONTROL_NAMES):
+        raise ValueError(f"expected {len(CONTROL_NAMES)} parameters ({', '.join(CONTROL_NAMES)}), got {len(values)}")
+    return ViewParams.from_values(dict(zip(CONTROL_NAMES, values)))
 
 
-def surface_params(radius: Any, eps: Any) -> SurfaceParams:
-    return SurfaceParams(int(finite("Radius", radius, 0, 64)), finite("Eps", eps, 1e-4, 10))
-
-
-def structure_params(algorithm: Any, scale: Any, sigma: Any, min_size: Any, n_segments: Any, merge_to: Any) -> StructureParams:
-    if algorithm not in dict(ALGORITHM_CHOICES).values():
-        raise ValueError(f"Segmentation must be one of {[value for _, value in ALGORITHM_CHOICES]}, got {algorithm!r}")
-    return StructureParams(
-        downsample=EXPLORER_STRUCTURE_DOWNSAMPLE if algorithm == "felzenszwalb" else 1,
-        algorithm=algorithm,
-        scale=finite("Scale", scale, 0.1, 1000),
-        sigma=finite("Sigma", sigma, 0, 10),
-        min_size=int(finite("Min size", min_size, 1, 10000)),
-        n_segments=int(finite("Segments", n_segments, 2, 5000)),
-        merge_to=int(finite("Merge to", merge_to, 0, 5000)),
-    )
-
-
-def shift_weights(red: Any, green: Any, blue: Any) -> ShiftWeights:
-    weights = ShiftWeights(*(finite(name, value, 0, 1) for name, value in zip(("Red", "Green", "Blue"), (red, green, blue))))
-    if sum(weights) <= 0:
-        raise ValueError("At least one colour-shift weight must be above zero.")
-    return weights
-
-
-def mix_weights(ws: Any, wst: Any, wt: Any) -> tuple[float, float, float]:
-    return tuple(finite(name, value, 0, 10) for name, value in zip(("Surface weight", "Structure weight", "Texture weight"), (ws, wst, wt)))  # type: ignore[return-value]
-
-
-class Params:
-    """The explorer's slider values, parsed once per event."""
-
-    def __init__(self, ws, wst, wt, radius, eps, algorithm, scale, sigma, min_size, n_segments, merge_to, red, green, blue):
-        self.weights = mix_weights(ws, wst, wt)
-        self.surface = surface_params(radius, eps)
-        self.structure = structure_params(algorithm, scale, sigma, min_size, n_segments, merge_to)
-        self.shift = shift_weights(red, green, blue)
+def with_control_signature(fn: Callable) -> Callable:
+    """Give ``fn(photo, *values)`` the signature ``fn(photo, surface_weight=1.0, ..., blue=0.114)``: Gradio builds
+    the API's parameter names and defaults from it, so clients may pass any control by name."""
+    parameters = [inspect.Parameter("photo", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    parameters += [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=DEFAULT_VALUES[name])
+                   for name in CONTROL_NAMES]
+    fn.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    return fn
 
 
 def _key_for(payload: Any, key: str | None) -> str:
     return key if EXPLORER.has(key) else register(payload)
 
 
-@user_errors
-def representations(payload: Any, *values: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Public API: the surface, structure, texture and mix views of a photo (preview size, long side <= 512)."""
-    params = Params(*values)
-    key = register(payload)
+def _all_views(key: str, params: ViewParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     views = EXPLORER.views(key, params.surface, params.structure, params.shift)
     return (*views, EXPLORER.mix(key, params.weights, params.surface, params.structure, params.shift))
 
 
+@with_control_signature
+@user_errors
+def representations(payload: Any, *values: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Public API: the surface, structure, texture and mix views of a photo (preview size, long side <= 512)."""
+    params = view_params(values)
+    return _all_views(register(payload), params)
+
+
 @user_errors
 def on_photo(payload: Any, *values: Any) -> tuple:
-    """UI: a new photo -> its key and all views."""
+    """UI: a new photo -> its key and all views (the cartoon view is cleared until the preview cartoon is ready)."""
     if payload is None:
         return (None,) * 6
+    params = view_params(values)
     key = register(payload)
-    params = Params(*values)
-    views = EXPLORER.views(key, params.surface, params.structure, params.shift)
-    return (key, *views, EXPLORER.mix(key, params.weights, params.surface, params.structure, params.shift), None)
+    return (key, *_all_views(key, params), None)
 
 
 def view_updater(view: str) -> Callable:
-    """UI: one slider group moved -> recompute that view (from cache where possible) and the mix."""
+    """UI: one control group moved -> recompute that view (from cache where possible) and the mix."""
 
     @user_errors
     def update(payload: Any, key: str | None, *values: Any) -> tuple[np.ndarray, np.ndarray] | np.ndarray | None:
         if payload is None:
             return (None, None) if view != "mix" else None
         key = _key_for(payload, key)
-        params = Params(*values)
+        params = view_params(values)
         mix = EXPLORER.mix(key, params.weights, params.surface, params.structure, params.shift)
         if view == "surface":
             return EXPLORER.surface(key, params.surface), mix
@@ -252,17 +223,22 @@ def cartoon_preview(payload: Any, key: str | None) -> tuple[np.ndarray, tuple[np
 @user_errors
 def cartoonize(payload: Any) -> np.ndarray:
     """Public API: the cartoon at full size (short side scaled down to at most 720 px)."""
-    img = load_upload(payload)
-    return run_generator(scale_to_fit(img, short_side=DEFAULT_MAX_SIDE))
+    return run_generator(full_size(payload))
 
 
 @user_errors
-def full_size_pair(payload: Any, cartoon: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """UI: the before/after pair at the full render's size."""
-    if payload is None or cartoon is None:
-        return None
-    img = load_upload(payload)
-    return scale_to_fit(img, short_side=DEFAULT_MAX_SIDE), cartoon
+def render_full_size(payload: Any) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]] | tuple[None, None]:
+    """UI: the cartoon at full size, and the before/after pair at that size (one decode, one generator call)."""
+    if payload is None:
+        raise ImageError("Upload a photo first.")
+    photo = full_size(payload)
+    cartoon = run_generator(photo)
+    return cartoon, (photo, cartoon)
+
+
+def full_size(payload: Any) -> np.ndarray:
+    """An upload at the size the full render uses (short side at most 720 px)."""
+    return scale_to_fit(load_upload(payload), short_side=DEFAULT_MAX_SIDE)
 
 
 def reseed(seed: Any) -> tuple[float, float, float, int]:
@@ -315,17 +291,50 @@ footer { display: none !important; }
 """
 
 
+CONTROL_SPECS: dict[str, dict[str, Any]] = {
+    "surface_weight": dict(minimum=0, maximum=2, step=0.05, label="Surface weight (× paper's λ₁)"),
+    "structure_weight": dict(minimum=0, maximum=2, step=0.05, label="Structure weight (× paper's λ₃)"),
+    "texture_weight": dict(minimum=0, maximum=2, step=0.05, label="Texture weight (× paper's λ₂)"),
+    "radius": dict(minimum=0, maximum=30, step=1, label="Radius r (pixels)"),
+    "eps": dict(minimum=0.001, maximum=1.0, step=0.001, label="eps (on [-1, 1] values)"),
+    "algorithm": dict(choices=ALGORITHM_CHOICES, label="Segmentation"),
+    "scale": dict(minimum=0.5, maximum=200, step=0.5, label="Felzenszwalb scale (higher: larger regions)"),
+    "sigma": dict(minimum=0, maximum=3, step=0.05, label="Smoothing sigma"),
+    "min_size": dict(minimum=5, maximum=1000, step=5, label="Felzenszwalb min region size (pixels)"),
+    "n_segments": dict(minimum=10, maximum=1000, step=10, label="SLIC segments"),
+    "merge_to": dict(minimum=0, maximum=1000, step=10, label="Merge down to N regions (0: off)"),
+    "red": dict(minimum=WEIGHT_RANGES.red[0], maximum=WEIGHT_RANGES.red[1], step=0.001, label="Red weight"),
+    "green": dict(minimum=WEIGHT_RANGES.green[0], maximum=WEIGHT_RANGES.green[1], step=0.001, label="Green weight"),
+    "blue": dict(minimum=WEIGHT_RANGES.blue[0], maximum=WEIGHT_RANGES.blue[1], step=0.001, label="Blue weight"),
+}
+"""How each control of :data:`cartoon.explorer.CONTROL_NAMES` looks on the page (its default and its checks come
+from the library). Slider ranges are what the page offers; the library decides what is valid."""
+assert tuple(CONTROL_SPECS) == CONTROL_NAMES, "every explorer control needs exactly one widget, in the same order"
+
+
+def control(name: str) -> gr.Slider | gr.Radio:
+    """The widget of one explorer control, with the library's default; ``elem_id`` is ``control-<name>``."""
+    spec = {**CONTROL_SPECS[name], "value": DEFAULT_VALUES[name], "elem_id": f"control-{name}"}
+    return gr.Radio(**spec) if "choices" in spec else gr.Slider(**spec)
+
+
 def _view(label: str, key: str, **kwargs: Any) -> gr.Image:
     with gr.Column(min_width=180):
         image = gr.Image(label=label, format="png", buttons=["download", "fullscreen"], height=260,
                          elem_classes=["view-image"], **kwargs)
-        with gr.Accordion("What is this?", open=False):
+        with gr.Accordion("What is this?", open=False, elem_id=f"about-{key}"):
             gr.Markdown(TEACHING[key])
     return image
 
 
 def build_demo() -> gr.Blocks:
     """Build the layout, then wire the events. Importing this module starts no server and loads no weights."""
+    controls: dict[str, gr.Slider | gr.Radio] = {}
+
+    def place(*names: str) -> None:
+        for name in names:
+            controls[name] = control(name)
+
     with gr.Blocks(title="White-box Cartoonizer") as demo:
         gr.Markdown(INTRO)
         status = gr.Markdown("**Model:** loading…", elem_id="status")
@@ -347,9 +356,7 @@ def build_demo() -> gr.Blocks:
             with gr.Column(scale=2):
                 with gr.Group():
                     gr.Markdown("### Representation weights")
-                    weight_surface = gr.Slider(0, 2, value=1, step=0.05, label="Surface weight (× paper's λ₁)", elem_id="w-surface")
-                    weight_structure = gr.Slider(0, 2, value=1, step=0.05, label="Structure weight (× paper's λ₃)", elem_id="w-structure")
-                    weight_texture = gr.Slider(0, 2, value=1, step=0.05, label="Texture weight (× paper's λ₂)", elem_id="w-texture")
+                    place("surface_weight", "structure_weight", "texture_weight")
                     gr.Markdown("These weights drive the white-box mix. The loaded generator was trained with fixed "
                                 "weights, so they do not change its cartoon.")
                 render = gr.Button("Render cartoon at full size (short side ≤ 720 px)", variant="primary", elem_id="render")
@@ -362,33 +369,21 @@ def build_demo() -> gr.Blocks:
         with gr.Row():
             with gr.Column():
                 with gr.Accordion("Surface: guided filter", open=True):
-                    radius = gr.Slider(0, 30, value=5, step=1, label="Radius r (pixels)")
-                    eps = gr.Slider(0.001, 1.0, value=0.2, step=0.001, label="eps (on [-1, 1] values)")
+                    place("radius", "eps")
             with gr.Column():
                 with gr.Accordion("Structure: superpixels", open=True):
-                    algorithm = gr.Radio(ALGORITHM_CHOICES, value="felzenszwalb", label="Segmentation")
-                    scale = gr.Slider(0.5, 200, value=5, step=0.5, label="Felzenszwalb scale (higher: larger regions)")
-                    sigma = gr.Slider(0, 3, value=0.8, step=0.05, label="Smoothing sigma")
-                    min_size = gr.Slider(5, 1000, value=100, step=5, label="Felzenszwalb min region size (pixels)")
-                    n_segments = gr.Slider(10, 1000, value=200, step=10, label="SLIC segments")
-                    merge_to = gr.Slider(0, 1000, value=200, step=10, label="Merge down to N regions (0: off)")
+                    place("algorithm", "scale", "sigma", "min_size", "n_segments", "merge_to")
             with gr.Column():
                 with gr.Accordion("Texture: random colour shift", open=True):
-                    red = gr.Slider(*WEIGHT_RANGES.red, value=round(MEAN_WEIGHTS.red, 3), step=0.001, label="Red weight")
-                    green = gr.Slider(*WEIGHT_RANGES.green, value=round(MEAN_WEIGHTS.green, 3), step=0.001, label="Green weight")
-                    blue = gr.Slider(*WEIGHT_RANGES.blue, value=round(MEAN_WEIGHTS.blue, 3), step=0.001, label="Blue weight")
-                    seed = gr.Number(value=0, precision=0, label="Seed", interactive=False)
-                    reseed_button = gr.Button("Reseed colour shift")
+                    place("red", "green", "blue")
+                    seed = gr.Number(value=0, precision=0, label="Seed", interactive=False, elem_id="seed")
+                    reseed_button = gr.Button("Reseed colour shift", elem_id="reseed")
 
         gr.Markdown(f"Photos up to **{MAX_UPLOAD_MB} MB** and **{MAX_MEGAPIXELS} megapixels** (JPEG, PNG, WebP, …). "
                     f"Views are computed at preview size (long side 512 px). Nothing you upload is kept.")
 
         # ------------------------------------------------------------------------------------- events
-        weights = [weight_surface, weight_structure, weight_texture]
-        surface_controls = [radius, eps]
-        structure_controls = [algorithm, scale, sigma, min_size, n_segments, merge_to]
-        texture_controls = [red, green, blue]
-        all_params = weights + surface_controls + structure_controls + texture_controls
+        all_params = [controls[name] for name in CONTROL_NAMES]
         private = {"api_visibility": "private", "preprocess": False, "show_progress": "minimal"}
 
         demo.load(model_status, outputs=status, api_visibility="private")
@@ -398,25 +393,30 @@ def build_demo() -> gr.Blocks:
         ).then(cartoon_preview, [photo, key_state], [cartoon_view, before_after], api_visibility="private",
                preprocess=False, trigger_mode="always_last")
 
-        groups = [("surface", surface_controls, [surface_view, mix_view]),
-                  ("structure", structure_controls, [structure_view, mix_view]),
-                  ("texture", texture_controls, [texture_view, mix_view]),
-                  ("mix", weights, [mix_view])]
-        for view, controls, outputs in groups:
+        groups = {"surface": (("radius", "eps"), [surface_view, mix_view]),
+                  "structure": (("algorithm", "scale", "sigma", "min_size", "n_segments", "merge_to"), [structure_view, mix_view]),
+                  "texture": (("red", "green", "blue"), [texture_view, mix_view]),
+                  "mix": (("surface_weight", "structure_weight", "texture_weight"), [mix_view])}
+        assert sorted(name for names, _ in groups.values() for name in names) == sorted(CONTROL_NAMES)
+        for view, (names, outputs) in groups.items():
             handler = view_updater(view)
-            for control in controls:
-                event = control.change if isinstance(control, gr.Radio) else control.release
+            for name in names:
+                widget = controls[name]
+                event = widget.change if isinstance(widget, gr.Radio) else widget.release
                 event(handler, [photo, key_state, *all_params], outputs, trigger_mode="always_last", **private)
-        reseed_button.click(reseed, seed, [red, green, blue, seed], api_visibility="private").then(
+        reseed_button.click(reseed, seed, [controls["red"], controls["green"], controls["blue"], seed],
+                            api_visibility="private").then(
             view_updater("texture"), [photo, key_state, *all_params], [texture_view, mix_view], **private)
+        render.click(render_full_size, [photo], [cartoon_view, before_after], api_visibility="private", preprocess=False)
 
-        # Public API (gradio_client): named endpoints.
+        # Public API (gradio_client): named endpoints on hidden components. Photos arrive unprocessed (preprocess
+        # off) so that every file goes through the app's own decoder and path check.
         api_photo = gr.Image(type="filepath", visible=False, image_mode=None)
         api_views = [gr.Image(format="png", visible=False) for _ in range(4)]
-        api_button = gr.Button(visible=False)
-        api_button.click(representations, [api_photo, *all_params], api_views, api_name="representations", preprocess=False)
-        render.click(cartoonize, [photo], [cartoon_view], api_name="cartoonize", preprocess=False).then(
-            full_size_pair, [photo, cartoon_view], [before_after], api_visibility="private", preprocess=False)
+        api_cartoon = gr.Image(format="png", visible=False)
+        gr.Button(visible=False).click(representations, [api_photo, *all_params], api_views, api_name="representations",
+                                       preprocess=False)
+        gr.Button(visible=False).click(cartoonize, [api_photo], [api_cartoon], api_name="cartoonize", preprocess=False)
     return demo
 
 

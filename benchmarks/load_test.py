@@ -23,7 +23,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-PARAMS = [1, 1, 1, 5, 0.2, "felzenszwalb", 5, 0.8, 100, 200, 200, 0.299, 0.587, 0.114]
 
 
 def rss_mb(pid: int) -> float:
@@ -96,10 +95,7 @@ def main() -> None:
                 endpoint = "/cartoonize" if turn % 2 == 0 else "/representations"
                 start = time.perf_counter()
                 try:
-                    if endpoint == "/cartoonize":
-                        client.predict(photo, api_name=endpoint)
-                    else:
-                        client.predict(photo, *PARAMS, api_name=endpoint)
+                    client.predict(photo, api_name=endpoint)  # /representations: every control at its default
                     with lock:
                         latencies[endpoint].append(time.perf_counter() - start)
                 except Exception as error:  # noqa: BLE001

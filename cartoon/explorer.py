@@ -11,29 +11,31 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
 from cartoon.image import check_image, scale_to_fit
 from cartoon.representations import (
+    MEAN_WEIGHTS,
+    Segmentation,
     ShiftWeights,
     StructureParams,
     adaptive_colour,
-    merge_regions,
+    check_shift_weights,
     surface,
     texture,
     whitebox_mix,
 )
-from cartoon.representations.structure import raw_segments, upsample_labels, working_image
 from cartoon.representations.surface import SURFACE_EPS, SURFACE_RADIUS
 
 PREVIEW_LONG_SIDE = 512
 EXPLORER_STRUCTURE_DOWNSAMPLE = 2
-"""The explorer segments Felzenszwalb at half the preview's resolution (about 6x faster; see StructureParams)."""
+"""The explorer segments Felzenszwalb at half the preview's resolution (about 6x faster; see StructureParams);
+SLIC, already fast, at full preview resolution. Applied in :meth:`ViewParams.from_values` only."""
 T = TypeVar("T")
 _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="explorer")
 
@@ -46,10 +48,96 @@ class SurfaceParams:
     eps: float = SURFACE_EPS
 
     def __post_init__(self) -> None:
-        if int(self.radius) != self.radius or not 0 <= self.radius <= 256:
+        if not np.isfinite(self.radius) or int(self.radius) != self.radius or not 0 <= self.radius <= 256:
             raise ValueError(f"surface radius must be a whole number in [0, 256], got {self.radius!r}")
         if not np.isfinite(self.eps) or not 0 < self.eps <= 100:
             raise ValueError(f"surface eps must be a number in (0, 100], got {self.eps!r}")
+
+
+@dataclass(frozen=True)
+class ViewParams:
+    """Everything the explorer's views depend on, parsed and checked from the page's flat control values.
+
+    Attributes:
+        weights: the mix weights ``(surface, structure, texture)``, each finite and >= 0.
+        surface: the guided filter's radius and eps.
+        structure: the segmentation (with the explorer's preview downsampling applied).
+        shift: the colour-shift channel weights.
+    """
+
+    weights: tuple[float, float, float]
+    surface: SurfaceParams
+    structure: StructureParams
+    shift: ShiftWeights
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> "ViewParams":
+        """Parse control values by name (:data:`CONTROL_NAMES`; missing ones take :data:`DEFAULT_VALUES`).
+
+        Values may come from any client (strings, None, huge numbers): every one is converted and checked here
+        and in the parameter classes, and a bad one raises ``ValueError`` naming it.
+        """
+        unknown = set(values) - set(CONTROL_NAMES)
+        if unknown:
+            raise ValueError(f"unknown explorer parameters {sorted(unknown)}; known: {list(CONTROL_NAMES)}")
+        v = {**DEFAULT_VALUES, **values}
+        weights = tuple(_number(name, v[name]) for name in ("surface_weight", "structure_weight", "texture_weight"))
+        for name, weight in zip(("surface_weight", "structure_weight", "texture_weight"), weights):
+            if not np.isfinite(weight) or weight < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {v[name]!r}")
+        algorithm = v["algorithm"]
+        return cls(
+            weights=weights,  # type: ignore[arg-type]
+            surface=SurfaceParams(_whole("radius", v["radius"]), _number("eps", v["eps"])),
+            structure=StructureParams(
+                algorithm=algorithm,
+                scale=_number("scale", v["scale"]),
+                sigma=_number("sigma", v["sigma"]),
+                min_size=_whole("min_size", v["min_size"]),
+                n_segments=_whole("n_segments", v["n_segments"]),
+                merge_to=_whole("merge_to", v["merge_to"]),
+                downsample=EXPLORER_STRUCTURE_DOWNSAMPLE if algorithm == "felzenszwalb" else 1,
+            ),
+            shift=check_shift_weights(tuple(_number(name, v[name]) for name in ("red", "green", "blue"))),
+        )
+
+
+_STRUCTURE = StructureParams()
+DEFAULT_VALUES: dict[str, float | int | str] = {
+    "surface_weight": 1.0,
+    "structure_weight": 1.0,
+    "texture_weight": 1.0,
+    "radius": SURFACE_RADIUS,
+    "eps": SURFACE_EPS,
+    "algorithm": _STRUCTURE.algorithm,
+    "scale": _STRUCTURE.scale,
+    "sigma": _STRUCTURE.sigma,
+    "min_size": _STRUCTURE.min_size,
+    "n_segments": _STRUCTURE.n_segments,
+    "merge_to": _STRUCTURE.merge_to or 0,
+    "red": round(MEAN_WEIGHTS.red, 3),
+    "green": round(MEAN_WEIGHTS.green, 3),
+    "blue": round(MEAN_WEIGHTS.blue, 3),
+}
+"""The explorer's controls and their defaults (the paper's values), in the page's order: the one list the app's
+sliders, its API signature, the tests and the benchmarks are built from."""
+CONTROL_NAMES: tuple[str, ...] = tuple(DEFAULT_VALUES)
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+
+
+def _whole(name: str, value: Any) -> int | float:
+    """A number that should be whole: an int when it is (so equal parameters hash alike), else the float, which
+    the parameter class then refuses with its range in the message."""
+    number = _number(name, value)
+    return int(number) if number.is_integer() else number
 
 
 def image_key(img: np.ndarray) -> str:
@@ -129,18 +217,14 @@ class Explorer:
         )
 
     def segmentation(self, key: str, params: StructureParams) -> np.ndarray:
-        """Merged labels at the preview's size. The segmenter's raw labels are cached apart, so moving "merge to"
-        does not re-segment; both run at the working resolution (``params.downsample``) and only the result is
-        upsampled."""
-        raw_params = replace(params, merge_to=None)
-        raw = self._views.get_or_compute(("raw", key, raw_params), lambda: raw_segments(self.photo(key), raw_params))
-        labels = raw
+        """Labels at the preview's size. The segmenter's raw :class:`Segmentation` is cached apart from its
+        merged versions, so moving "merge to" does not re-segment."""
+        raw = self._views.get_or_compute(("raw", key, replace(params, merge_to=None)),
+                                         lambda: Segmentation.of(self.photo(key), params))
+        merged = raw
         if params.merge_to:
-            labels = self._views.get_or_compute(
-                ("merged", key, params),
-                lambda: merge_regions(working_image(self.photo(key), params), raw, int(params.merge_to)),
-            )
-        return upsample_labels(labels, self.photo(key).shape[:2])
+            merged = self._views.get_or_compute(("merged", key, params), lambda: raw.merged(params.merge_to))
+        return merged.labels_full()
 
     def structure(self, key: str, params: StructureParams) -> np.ndarray:
         return self._views.get_or_compute(

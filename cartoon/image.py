@@ -162,27 +162,63 @@ def _to_unit_range(arr: np.ndarray, sixteen_bit: bool) -> np.ndarray:
     raise ImageError(f"Unsupported pixel type {arr.dtype}.")
 
 
-def to_tensor(img: np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
-    """``(H, W, 3)`` uint8 RGB -> ``(1, 3, H, W)`` float32 in ``[-1, 1]``."""
-    check_image(img)
-    array = np.ascontiguousarray(img)
+def to_tensor(
+    images: np.ndarray, device: torch.device | str | None = None, like: torch.Tensor | None = None
+) -> torch.Tensor:
+    """uint8 RGB -> float tensor in ``[-1, 1]`` (``x / 127.5 - 1``): the one way into the inner contract.
+
+    Args:
+        images: ``(H, W, 3)`` (one image) or ``(B, H, W, 3)`` (a batch), uint8 RGB.
+        device: where the tensor goes (default: the CPU, or ``like``'s device).
+        like: take dtype, device and memory format (channels_last or not) from this tensor.
+
+    Returns:
+        ``(1, 3, H, W)`` for one image, ``(B, 3, H, W)`` for a batch; float32 unless ``like`` says otherwise.
+
+    Example:
+        >>> to_tensor(np.zeros((4, 5, 3), np.uint8)).shape
+        torch.Size([1, 3, 4, 5])
+    """
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        if images.dtype != np.uint8 or images.shape[3] != 3 or min(images.shape[:3]) < 1:
+            raise ValueError(f"images: expected (B, H, W, 3) uint8 RGB, got {images.shape} {images.dtype}")
+    else:
+        images = check_image(images)[None]
+    array = np.ascontiguousarray(images)
     if not array.flags.writeable:  # torch.from_numpy wants writable memory
         array = array.copy()
-    x = torch.from_numpy(array).to(device=device)
-    return x.permute(2, 0, 1).unsqueeze(0).float().div_(127.5).sub_(1.0)
+    target = device if device is not None else (like.device if like is not None else None)
+    x = torch.from_numpy(array).to(device=target).permute(0, 3, 1, 2)
+    x = x.to(like.dtype if like is not None and like.is_floating_point() else torch.float32).div_(127.5).sub_(1.0)
+    if like is not None and _is_channels_last(like):
+        return x.contiguous(memory_format=torch.channels_last)
+    return x.contiguous()
+
+
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """``(1, 3, H, W)`` or ``(3, H, W)`` float in ``[-1, 1]`` -> ``(H, W, 3)`` uint8 RGB (clipped, rounded)."""
-    if x.ndim == 4:
-        if x.shape[0] != 1:
-            raise ValueError(f"to_uint8 takes one image, got a batch of {x.shape[0]}")
-        x = x[0]
-    if x.ndim != 3 or x.shape[0] not in (1, 3):
-        raise ValueError(f"expected (1|3, H, W), got {tuple(x.shape)}")
+    """Float tensor in ``[-1, 1]`` -> uint8 RGB (clipped, rounded): the one way out of the inner contract.
+
+    Args:
+        x: ``(C, H, W)`` or ``(B, C, H, W)`` with C = 3 (RGB) or 1 (gray, repeated to three channels).
+
+    Returns:
+        ``(H, W, 3)`` for a 3-D input, ``(B, H, W, 3)`` for a batch (a batch of one stays a batch).
+
+    Example:
+        >>> to_uint8(torch.zeros(2, 3, 4, 5)).shape
+        (2, 4, 5, 3)
+    """
+    if x.ndim not in (3, 4) or x.shape[-3] not in (1, 3):
+        raise ValueError(f"expected (C, H, W) or (B, C, H, W) with C in (1, 3), got {tuple(x.shape)}")
     x = x.detach().float().clamp(-1.0, 1.0).add(1.0).mul(127.5).round().to(torch.uint8)
-    out = x.permute(1, 2, 0).cpu().numpy()
-    return np.ascontiguousarray(np.repeat(out, 3, axis=2) if out.shape[2] == 1 else out)
+    if x.shape[-3] == 1:
+        x = x.expand(*x.shape[:-3], 3, *x.shape[-2:])
+    out = x.movedim(-3, -1).cpu().numpy()
+    return np.ascontiguousarray(out)
 
 
 def to_float(img: np.ndarray) -> np.ndarray:

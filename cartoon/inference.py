@@ -8,15 +8,14 @@ scale back to the input size.
 
 from __future__ import annotations
 
-import functools
 import logging
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from cartoon.checkpoint import ModelSource, resolve_generator
+from cartoon.device import cpu_supports_bf16, default_device
 from cartoon.image import MAX_PIXELS, ImageInput, load_image, resize_to, scale_to_fit, to_tensor, to_uint8
 from cartoon.models.generator import UNetGenerator
 from cartoon.representations.surface import guided_filter
@@ -32,21 +31,6 @@ TILE_OVERLAP = 64
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 POST_FILTER_RADIUS = 1
 POST_FILTER_EPS = 5e-3
-
-
-def default_device() -> torch.device:
-    """CUDA when available, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-@functools.cache
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU has native bf16 arithmetic (avx512_bf16 or AMX), where bf16 autocast pays off."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -132,7 +116,7 @@ class Cartoonizer:
     def cartoonize_array(self, img: np.ndarray) -> np.ndarray:
         """``(H, W, 3)`` uint8 at the network's resolution -> cartoon of the same size; tiled when large."""
         if img.shape[0] * img.shape[1] <= TILE * TILE:
-            return to_uint8(self.cartoonize_tensor(to_tensor(img)))
+            return to_uint8(self.cartoonize_tensor(to_tensor(img)))[0]
         return self._cartoonize_tiled(img)
 
     def _cartoonize_tiled(self, img: np.ndarray) -> np.ndarray:
@@ -144,7 +128,7 @@ class Cartoonizer:
         for top in _tile_starts(height):
             for left in _tile_starts(width):
                 bottom, right = min(top + TILE, height), min(left + TILE, width)
-                tile = to_uint8(self.cartoonize_tensor(to_tensor(img[top:bottom, left:right])))
+                tile = to_uint8(self.cartoonize_tensor(to_tensor(img[top:bottom, left:right])))[0]
                 ramp = _fade(top, bottom, height)[:, None, None] * _fade(left, right, width)[None, :, None]
                 total[top:bottom, left:right] += tile * ramp
                 weight[top:bottom, left:right] += ramp

@@ -11,11 +11,10 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 import app
+from cartoon.explorer import CONTROL_NAMES, DEFAULT_VALUES
 from tests.app_server import running_app
 
 EXAMPLE = app.EXAMPLES_DIR / "coffee.jpg"
-DEFAULTS = dict(ws=1, wst=1, wt=1, radius=5, eps=0.2, algorithm="felzenszwalb", scale=5, sigma=0.8, min_size=100,
-                n_segments=200, merge_to=200, red=0.299, green=0.587, blue=0.114)
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +24,7 @@ def client() -> Client:
 
 
 def representations(client: Client, path: Path, **changes) -> list[np.ndarray]:
-    params = {**DEFAULTS, **changes}
-    files = client.predict(handle_file(str(path)), *params.values(), api_name="/representations")
+    files = client.predict(handle_file(str(path)), **changes, api_name="/representations")  # the rest: the API's defaults
     return [png(f) for f in files]
 
 
@@ -38,6 +36,18 @@ def png(path: str) -> np.ndarray:
 
 def test_named_endpoints_only(client):
     assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {"/representations", "/cartoonize"}
+
+
+def test_representations_api_names_every_control_with_the_library_default(client):
+    parameters = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/representations"]["parameters"]
+    assert [p["parameter_name"] for p in parameters] == ["photo", *CONTROL_NAMES]
+    assert not parameters[0]["parameter_has_default"]
+    assert {p["parameter_name"]: p["parameter_default"] for p in parameters[1:]} == DEFAULT_VALUES
+
+
+def values(**changes) -> list:
+    """The controls' values in page order: the defaults with ``changes``."""
+    return [{**DEFAULT_VALUES, **changes}[name] for name in CONTROL_NAMES]
 
 
 def test_representations_are_pngs_at_preview_size(client):
@@ -53,8 +63,8 @@ def test_representations_are_pngs_at_preview_size(client):
 
 def test_weights_change_the_mix(client):
     *_, balanced = representations(client, EXAMPLE)
-    surface, _, texture, only_surface = representations(client, EXAMPLE, wst=0, wt=0)
-    *_, only_texture = representations(client, EXAMPLE, ws=0, wst=0)
+    surface, _, texture, only_surface = representations(client, EXAMPLE, structure_weight=0, texture_weight=0)
+    *_, only_texture = representations(client, EXAMPLE, surface_weight=0, structure_weight=0)
     assert np.array_equal(only_surface, surface) and np.array_equal(only_texture, texture)
     assert not np.array_equal(balanced, only_surface)
 
@@ -82,8 +92,8 @@ def test_bad_files_come_back_as_errors_and_the_server_lives_on(client, tmp_path,
     assert representations(client, EXAMPLE)[0].ndim == 3
 
 
-@pytest.mark.parametrize("changes,match", [({"radius": -1}, "Radius"), ({"eps": 0}, "Eps"), ({"algorithm": "watershed"}, "Segmentation"),
-                                           ({"red": 0, "green": 0, "blue": 0}, "colour-shift"), ({"ws": 1e9}, "Surface weight")])
+@pytest.mark.parametrize("changes,match", [({"radius": -1}, "radius"), ({"eps": 0}, "eps"), ({"algorithm": "watershed"}, "segmentation"),
+                                           ({"red": 0, "green": 0, "blue": 0}, "colour-shift"), ({"surface_weight": -1}, "surface_weight")])
 def test_bad_parameters_come_back_as_errors(client, changes, match):
     with pytest.raises(Exception, match=match):
         representations(client, EXAMPLE, **changes)
@@ -111,19 +121,18 @@ def test_views_are_cached_per_image_and_parameter(monkeypatch):
     calls = []
     import cartoon.explorer as explorer
 
-    original = explorer.raw_segments
-    monkeypatch.setattr(explorer, "raw_segments", lambda *a: calls.append(1) or original(*a))
+    original = explorer.Segmentation.of
+    monkeypatch.setattr(explorer.Segmentation, "of", lambda *a: calls.append(1) or original(*a))
     monkeypatch.setattr(app, "EXPLORER", explorer.Explorer())
     payload = {"path": str(app.EXAMPLES_DIR / "flower.jpg")}
-    values = list(DEFAULTS.values())
-    key = app.on_photo(payload, *values)[0]
+    key = app.on_photo(payload, *values())[0]
     assert len(calls) == 1
-    app.view_updater("texture")(payload, key, *values[:-3], 0.3, 0.6, 0.1)
-    app.view_updater("mix")(payload, key, 0.5, 2, 0, *values[3:])
+    app.view_updater("texture")(payload, key, *values(red=0.3, green=0.6, blue=0.1))
+    app.view_updater("mix")(payload, key, *values(surface_weight=0.5, structure_weight=2, texture_weight=0))
     assert len(calls) == 1  # texture and weights moved: no new segmentation
-    app.view_updater("structure")(payload, key, *values[:10], 50, *values[11:])
+    app.view_updater("structure")(payload, key, *values(merge_to=50))
     assert len(calls) == 1  # "merge to" moved: merged again, not segmented again
-    app.view_updater("structure")(payload, key, *values[:6], 20, *values[7:])
+    app.view_updater("structure")(payload, key, *values(scale=20))
     assert len(calls) == 2
 
 

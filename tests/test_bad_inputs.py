@@ -11,13 +11,14 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 import app
+from cartoon.explorer import CONTROL_NAMES, DEFAULT_VALUES
 from cartoon.__main__ import main as cli
 from tests.app_server import running_app
 from tests.bad_inputs import catalogue
 
 CASES = catalogue()
 GOOD = app.EXAMPLES_DIR / "chelsea-the-cat.jpg"
-PARAMS = [1, 1, 1, 5, 0.2, "felzenszwalb", 5, 0.8, 100, 200, 200, 0.299, 0.587, 0.114]
+PARAMS = [DEFAULT_VALUES[name] for name in CONTROL_NAMES]
 
 
 def test_catalogue_is_large_enough():
@@ -49,14 +50,17 @@ def test_api_answers_every_input_and_keeps_serving(client, tmp_path, case):
 
 
 @pytest.mark.parametrize(
-    "index,value,match",
-    [(3, -1, "Radius"), (3, 10_000, "Radius"), (3, 2.5e9, "Radius"), (4, 0, "Eps"), (4, -0.5, "Eps"), (6, -3, "Scale"),
-     (7, 99, "Sigma"), (8, 0, "Min size"), (9, 1, "Segments"), (10, -1, "Merge"), (11, 5, "Red"), (0, -1, "Surface weight"),
-     (2, 1e6, "Texture weight"), (5, "../../etc/passwd", "Segmentation"), (4, "abc", "Eps"), (3, None, "Radius")],
+    "name,value,match",
+    [("radius", -1, "radius"), ("radius", 10_000, "radius"), ("radius", 2.5e9, "radius"), ("radius", 2.5, "radius"),
+     ("eps", 0, "eps"), ("eps", -0.5, "eps"), ("scale", -3, "scale"), ("sigma", 99, "sigma"), ("min_size", 0, "min_size"),
+     ("min_size", 1e300, "min_size"), ("n_segments", 0, "n_segments"), ("n_segments", 1e9, "n_segments"),
+     ("merge_to", -1, "merge_to"), ("red", -5, "colour-shift"), ("surface_weight", -1, "surface_weight"),
+     ("texture_weight", "lots", "texture_weight"), ("algorithm", "../../etc/passwd", "segmentation"), ("eps", "abc", "eps"),
+     ("radius", None, "radius"), ("algorithm", 3, "segmentation")],
 )
-def test_api_rejects_bad_parameters_clearly(client, index, value, match):
+def test_api_rejects_bad_parameters_clearly(client, name, value, match):
     params = list(PARAMS)
-    params[index] = value
+    params[CONTROL_NAMES.index(name)] = value
     with pytest.raises(Exception, match=match):
         client.predict(handle_file(str(GOOD)), *params, api_name="/representations")
 
@@ -65,8 +69,8 @@ def test_api_rejects_bad_parameters_clearly(client, index, value, match):
 def test_nan_and_inf_slider_values_are_refused(value):
     # JSON cannot carry them from gradio_client, so the handler is called as the server would call it.
     params = list(PARAMS)
-    params[4] = value
-    with pytest.raises(app.gr.Error, match="Eps must be between"):
+    params[CONTROL_NAMES.index("eps")] = value
+    with pytest.raises(app.gr.Error, match="eps must be a number in"):
         app.representations({"path": str(GOOD)}, *params)
 
 

@@ -128,8 +128,24 @@ def test_tensor_round_trip_is_exact(photo):
     x = to_tensor(photo)
     assert x.shape == (1, 3, *photo.shape[:2]) and x.dtype == torch.float32
     assert x.min() >= -1 and x.max() <= 1
-    assert np.array_equal(to_uint8(x), photo)
+    assert np.array_equal(to_uint8(x)[0], photo)
     assert np.array_equal(to_uint8(torch.full((3, 2, 2), 7.0)), np.full((2, 2, 3), 255, np.uint8))
+
+
+def test_tensor_conversions_are_batch_aware_and_follow_like(photo):
+    batch = np.stack([photo, photo[::-1]])
+    like = torch.zeros(2, 3, 4, 5, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    x = to_tensor(batch, like=like)
+    assert x.shape == (2, 3, *photo.shape[:2]) and x.dtype == torch.bfloat16
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    assert to_tensor(batch).is_contiguous() and to_tensor(batch).dtype == torch.float32
+    assert np.array_equal(to_uint8(to_tensor(batch)), batch)  # a batch comes back as a batch, exactly
+    gray = to_uint8(torch.zeros(2, 1, 3, 4))
+    assert gray.shape == (2, 3, 4, 3) and (gray == 128).all()  # one channel is shown as gray RGB
+    with pytest.raises(ValueError, match="uint8"):
+        to_tensor(batch.astype(np.float32))
+    with pytest.raises(ValueError, match="C in"):
+        to_uint8(torch.zeros(1, 2, 3, 4))
 
 
 def test_scale_to_fit(photo):

@@ -7,6 +7,7 @@ in ``[-1, 1]``: :func:`guided_filter` (differentiable), :func:`color_shift` (dif
 
 from cartoon.representations.mix import whitebox_mix
 from cartoon.representations.structure import (
+    Segmentation,
     StructureParams,
     adaptive_colour,
     merge_regions,
@@ -18,6 +19,7 @@ from cartoon.representations.surface import guided_filter, guided_filter_numpy, 
 from cartoon.representations.texture import (
     MEAN_WEIGHTS,
     ShiftWeights,
+    check_shift_weights,
     color_shift,
     sample_weights,
     texture,
@@ -26,9 +28,11 @@ from cartoon.representations.texture import (
 
 __all__ = [
     "MEAN_WEIGHTS",
+    "Segmentation",
     "ShiftWeights",
     "StructureParams",
     "adaptive_colour",
+    "check_shift_weights",
     "color_shift",
     "guided_filter",
     "guided_filter_numpy",

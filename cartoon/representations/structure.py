@@ -14,6 +14,7 @@ All per-region statistics are vectorised with ``np.bincount`` (no Python loop ov
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 from skimage.segmentation import felzenszwalb, slic
 
-from cartoon.image import check_image, check_tensor_image
+from cartoon.image import check_image, check_tensor_image, to_tensor, to_uint8
 
 Algorithm = Literal["felzenszwalb", "slic"]
 ALGORITHMS: tuple[str, ...] = ("felzenszwalb", "slic")
@@ -65,25 +66,39 @@ class StructureParams:
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"unknown segmentation algorithm {self.algorithm!r}; choose one of {ALGORITHMS}")
-        for name in ("scale", "sigma", "compactness"):
+        for name, (low, high) in _NUMBER_BOUNDS.items():
             value = getattr(self, name)
-            if not np.isfinite(value) or value < 0 or (name != "sigma" and value == 0):
-                raise ValueError(f"structure parameter {name} must be a finite number > 0, got {value!r}")
-        for name in ("min_size", "n_segments"):
+            open_low = name != "sigma"  # sigma may be 0 (no smoothing); scale and compactness may not
+            if not _is_number(value) or not low <= value <= high or (open_low and value == low):
+                interval = f"{'(' if open_low else '['}{low:g}, {high:g}]"
+                raise ValueError(f"structure parameter {name} must be a number in {interval}, got {value!r}")
+        for name, (low, high) in _WHOLE_BOUNDS.items():
             value = getattr(self, name)
-            if int(value) != value or value < 1:
-                raise ValueError(f"structure parameter {name} must be a whole number >= 1, got {value!r}")
-        if int(self.downsample) != self.downsample or not 1 <= self.downsample <= 8:
-            raise ValueError(f"structure parameter downsample must be a whole number in [1, 8], got {self.downsample!r}")
-        if self.merge_to is not None and (int(self.merge_to) != self.merge_to or self.merge_to < 0):
-            raise ValueError(f"structure parameter merge_to must be a whole number >= 0, got {self.merge_to!r}")
+            if name == "merge_to" and value is None:
+                continue
+            if not _is_number(value) or int(value) != value or not low <= value <= high:
+                raise ValueError(f"structure parameter {name} must be a whole number in [{low}, {high}], got {value!r}")
+
+
+def _is_number(value: object) -> bool:
+    """A finite real number (bools and values beyond float's range are not)."""
+    if not isinstance(value, (int, float, np.number)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+_NUMBER_BOUNDS = {"scale": (0.0, 10_000.0), "sigma": (0.0, 10.0), "compactness": (0.0, 1_000.0)}
+"""Ranges of the real-valued parameters; the upper ends bound the work a request can ask for (sigma sets the
+size of the smoothing kernel)."""
+_WHOLE_BOUNDS = {"min_size": (1, 1_000_000), "n_segments": (1, 10_000), "merge_to": (0, 10_000), "downsample": (1, 8)}
+"""Ranges of the whole-number parameters (``merge_to`` may also be None)."""
 
 
 def segment(img: np.ndarray, params: StructureParams = StructureParams()) -> np.ndarray:
-    """Superpixel labels of an image.
-
-    Segmenting and merging both run at the working resolution (:func:`working_image`); the final labels are
-    upsampled (nearest) to the image's size.
+    """Superpixel labels of an image: :class:`Segmentation` ``.of(img, params).merged(params.merge_to).labels_full()``.
 
     Args:
         img: ``(H, W, 3)`` uint8 RGB.
@@ -96,10 +111,56 @@ def segment(img: np.ndarray, params: StructureParams = StructureParams()) -> np.
         >>> segment(np.zeros((8, 8, 3), np.uint8)).shape
         (8, 8)
     """
-    labels = raw_segments(img, params)
-    if params.merge_to:
-        labels = merge_regions(working_image(img, params), labels, int(params.merge_to))
-    return upsample_labels(labels, img.shape[:2])
+    return Segmentation.of(img, params).merged(params.merge_to).labels_full()
+
+
+@dataclass(frozen=True, eq=False)
+class Segmentation:
+    """Superpixels of one image at the segmenter's working resolution: segment once, merge and colour many times.
+
+    The working resolution is the downsampling policy's one home: ``1/params.downsample`` of the image (area
+    average) when the image is large enough, else the image itself. Segmenting and merging run there; only the
+    final labels are upsampled (nearest) to the image's size.
+
+    Attributes:
+        labels: ``(h, w)`` int64 consecutive labels at the working resolution.
+        working: ``(h, w, 3)`` uint8, the image the segmenter saw (merging compares its colours).
+        shape: ``(H, W)`` of the image the labels describe.
+
+    Example:
+        >>> seg = Segmentation.of(np.zeros((8, 8, 3), np.uint8), StructureParams(merge_to=None))
+        >>> seg.merged(1).labels_full().shape
+        (8, 8)
+    """
+
+    labels: np.ndarray
+    working: np.ndarray
+    shape: tuple[int, int]
+
+    @classmethod
+    def of(cls, img: np.ndarray, params: StructureParams = StructureParams()) -> "Segmentation":
+        """The segmenter's raw labels (no merging, whatever ``params.merge_to`` says)."""
+        working = working_image(img, params)
+        return cls(_segment(working, params, _working_factor(img, params)), working, tuple(img.shape[:2]))
+
+    def merged(self, target: int | None) -> "Segmentation":
+        """Merged selective-search style down to ``target`` regions (``None`` or 0: this segmentation)."""
+        if not target:
+            return self
+        return Segmentation(merge_regions(self.working, self.labels, int(target)), self.working, self.shape)
+
+    def labels_full(self) -> np.ndarray:
+        """``(H, W)`` int64 consecutive labels at the image's size."""
+        return upsample_labels(self.labels, self.shape)
+
+    @property
+    def count(self) -> int:
+        return int(self.labels.max()) + 1
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held (caches bound themselves by it); the working image may be shared with other segmentations."""
+        return self.labels.nbytes + self.working.nbytes
 
 
 def _working_factor(img: np.ndarray, params: StructureParams) -> int:
@@ -116,16 +177,14 @@ def working_image(img: np.ndarray, params: StructureParams = StructureParams()) 
     return cv2.resize(img, (img.shape[1] // factor, img.shape[0] // factor), interpolation=cv2.INTER_AREA)
 
 
-def raw_segments(img: np.ndarray, params: StructureParams = StructureParams()) -> np.ndarray:
-    """The segmenter's labels before any merging, at the working resolution (the shape of
-    ``working_image(img, params)``): int64, consecutive from 0. Sigma and min_size are scaled to that size."""
-    factor = _working_factor(img, params)
-    small = working_image(img, params)
+def _segment(working: np.ndarray, params: StructureParams, factor: int) -> np.ndarray:
+    """The segmenter on the working image (``factor`` times smaller than the original: sigma and min_size are
+    scaled to match): int64 labels, consecutive from 0."""
     if params.algorithm == "felzenszwalb":
-        labels = felzenszwalb(small, scale=params.scale, sigma=params.sigma / factor,
+        labels = felzenszwalb(working, scale=params.scale, sigma=params.sigma / factor,
                               min_size=max(1, round(params.min_size / factor**2)))
     else:
-        labels = slic(small, n_segments=int(params.n_segments), compactness=params.compactness,
+        labels = slic(working, n_segments=int(params.n_segments), compactness=params.compactness,
                       sigma=params.sigma / factor, convert2lab=True, start_label=0)
     return _consecutive(labels)
 
@@ -364,9 +423,7 @@ def structure_batch(x: torch.Tensor, params: StructureParams = StructureParams()
         params: segmentation parameters.
 
     Returns:
-        ``(B, 3, H, W)`` same dtype and device as ``x``, in ``[-1, 1]``.
+        ``(B, 3, H, W)`` with the dtype, device and memory format of ``x``, in ``[-1, 1]``.
     """
     check_tensor_image(x)
-    images = x.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
-    out = np.stack([structure(np.ascontiguousarray(img), params) for img in images.numpy()])
-    return torch.from_numpy(out).to(x.device).permute(0, 3, 1, 2).to(x.dtype).div(127.5).sub(1)
+    return to_tensor(np.stack([structure(img, params) for img in to_uint8(x)]), like=x)

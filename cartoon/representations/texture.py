@@ -46,10 +46,11 @@ def weights_from_seed(seed: int) -> ShiftWeights:
     return sample_weights(torch.Generator().manual_seed(int(seed)))
 
 
-def _check_weights(weights: ShiftWeights | tuple[float, float, float]) -> ShiftWeights:
+def check_shift_weights(weights: ShiftWeights | tuple[float, float, float]) -> ShiftWeights:
+    """The weights as :class:`ShiftWeights` of floats; ``ValueError`` unless all are finite, >= 0, and one > 0."""
     weights = ShiftWeights(*(float(w) for w in weights))
     if not all(np.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
-        raise ValueError(f"colour-shift weights must be finite, >= 0 and not all zero, got {tuple(weights)}")
+        raise ValueError(f"colour-shift weights (red, green, blue) must be finite, >= 0 and not all zero, got {tuple(weights)}")
     return weights
 
 
@@ -73,7 +74,7 @@ def color_shift(
         >>> gray.shape, gray.dtype
         (torch.Size([2, 1, 8, 8]), torch.float32)
     """
-    w = _check_weights(sample_weights(generator) if weights is None else weights)
+    w = check_shift_weights(sample_weights(generator) if weights is None else weights)
     total = sum(w)
     outputs = []
     for x in images:
@@ -98,7 +99,7 @@ def texture(img: np.ndarray, weights: ShiftWeights | tuple[float, float, float] 
         (8, 8, 3)
     """
     check_image(img)
-    w = _check_weights(weights)
+    w = check_shift_weights(weights)
     kernel = np.asarray(w, dtype=np.float32) / np.float32(sum(w))
     gray = from_float(to_float(img) @ kernel)
     return np.repeat(gray[:, :, None], 3, axis=2)
