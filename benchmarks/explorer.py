@@ -1,16 +1,15 @@
 """Explorer latency: the three views of a 512-px photo, cold and per slider, fast path vs reference.
 
-    python benchmarks/explorer.py [--repeat 5]
+    python benchmarks/explorer.py [--repeat 5] [--json runs/bench/explorer.json]
 
-"new photo" = all three views of a photo not seen before (median over the example photos); each slider row
-recomputes what that slider invalidates, with everything else cached. Times are medians in milliseconds.
+"new photo" = all three views of a photo not seen before (over the example photos); each slider row recomputes
+what that slider invalidates, with everything else cached. Times: median (quartiles) in milliseconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from dataclasses import replace
@@ -21,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from benchmarks.timing import Timing, add_json_option, write_json  # noqa: E402
 from cartoon.explorer import EXPLORER_STRUCTURE_DOWNSAMPLE, Explorer, SurfaceParams  # noqa: E402
 from cartoon.image import load_image, scale_to_fit  # noqa: E402
 from cartoon.representations import MEAN_WEIGHTS, ShiftWeights, StructureParams  # noqa: E402
@@ -32,7 +32,7 @@ def ms(fn) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
-def run(downsample: int, photos: list, repeat: int) -> dict[str, float]:
+def run(downsample: int, photos: list, repeat: int) -> dict[str, Timing]:
     structure = StructureParams(downsample=downsample)
     surface, shift, weights = SurfaceParams(), MEAN_WEIGHTS, (1.0, 1.0, 1.0)
     rows: dict[str, list[float]] = {}
@@ -51,12 +51,13 @@ def run(downsample: int, photos: list, repeat: int) -> dict[str, float]:
             record("weight slider (mix only)", lambda: explorer.mix(key, (1.0, 2.0, 0.5), surface, structure, shift))
             record("structure: merge-to slider", lambda: explorer.mix(key, weights, surface, replace(structure, merge_to=150), shift))
             record("structure: scale slider", lambda: explorer.mix(key, weights, surface, replace(structure, scale=6), shift))
-    return {name: statistics.median(values) for name, values in rows.items()}
+    return {name: Timing.of([v / 1e3 for v in values]) for name, values in rows.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=5)
+    add_json_option(parser)
     args = parser.parse_args()
     photos = [scale_to_fit(load_image(p), long_side=512) for p in sorted((ROOT / "assets" / "examples").glob("*.jpg"))]
     cold_explorer = Explorer()
@@ -66,7 +67,9 @@ def main() -> None:
           f"torch threads {torch.get_num_threads()}; first call ever: {cold:.0f} ms")
     print("| event | fast path (app) ms | reference (full-res Felzenszwalb) ms |\n|---|---|---|")
     for name in fast:
-        print(f"| {name} | {fast[name]:.1f} | {reference[name]:.1f} |")
+        print(f"| {name} | {fast[name].ms()} | {reference[name].ms()} |")
+    write_json(args.json, "explorer", [{"event": name, "fast_s": fast[name], "reference_s": reference[name]} for name in fast],
+               first_call_ms=cold)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Generator speed against the CPU's fp32 peak, and the reduced-precision path's accuracy.
 
-    python benchmarks/generator.py [--model assets/model] [--repeat 5]
+    python benchmarks/generator.py [--model assets/model] [--repeat 5] [--json runs/bench/generator.json]
 
 Peak: a large fp32 matmul in the same run. Network FLOPs: counted from the convolutions (2 * MACs) at each
 size. Variants: default memory format vs channels_last, fp32 vs bf16 autocast (on CPUs with avx512_bf16 /
@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +24,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
+from benchmarks.timing import Timing, add_json_option, measure, write_json  # noqa: E402
 from cartoon.checkpoint import load_generator  # noqa: E402
 from cartoon.image import load_image, scale_to_fit  # noqa: E402
 from cartoon.inference import Cartoonizer  # noqa: E402
@@ -48,35 +47,26 @@ def conv_flops(model: nn.Module, height: int, width: int) -> float:
     return total
 
 
-def timed(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def matmul_peak(repeat: int) -> float:
     a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
-    seconds = timed(lambda: a @ b, repeat)
-    return 2 * 4096**3 / seconds / 1e9
+    return 2 * 4096**3 / measure(lambda: a @ b, repeat).median / 1e9
 
 
-def compiled_time(net: nn.Module, x: torch.Tensor, repeat: int) -> tuple[str, float | None, str]:
+def compiled_time(net: nn.Module, x: torch.Tensor, repeat: int) -> tuple[str, Timing | None, str]:
     """``torch.compile`` (inductor) of the fp32 channels_last network; the first call compiles."""
     name = "fp32, channels_last, torch.compile"
     try:
         compiled = torch.compile(net)
         with torch.inference_mode():
             compiled(x)
-            return name, timed(lambda: compiled(x), repeat), ""
+            return name, measure(lambda: compiled(x), repeat), ""
     except Exception as error:  # noqa: BLE001 - a benchmark reports what it could not run
         return name, None, f"failed: {type(error).__name__}: {str(error)[:80]}"
 
 
-def onnxruntime_time(net: nn.Module, x: torch.Tensor, repeat: int) -> tuple[str, float | None, str]:
+def onnxruntime_time(net: nn.Module, x: torch.Tensor, repeat: int) -> tuple[str, Timing | None, str]:
     """The network exported to ONNX (TorchScript exporter) and run by ONNX Runtime's CPU provider, fp32."""
     name = "fp32, ONNX Runtime"
     try:
@@ -95,7 +85,7 @@ def onnxruntime_time(net: nn.Module, x: torch.Tensor, repeat: int) -> tuple[str,
             reference = net(x).numpy()
         out = session.run(None, feed)[0]
         note = f"max diff to torch {np.abs(out - reference).max():.1e}"
-        return f"{name} ({note})", timed(lambda: session.run(None, feed), repeat), ""
+        return f"{name} ({note})", measure(lambda: session.run(None, feed), repeat), ""
     except Exception as error:  # noqa: BLE001
         return name, None, f"unavailable: {type(error).__name__}: {str(error)[:80]}"
 
@@ -105,25 +95,28 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=ROOT / "assets" / "model")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--backends", action="store_true", help="also time torch.compile, ONNX Runtime, 1 thread")
+    add_json_option(parser)
     args = parser.parse_args()
+    rows: list[dict] = []
     trained = (args.model / "model.safetensors").exists()
     model = load_generator(args.model) if trained else UNetGenerator().eval()
     peak = matmul_peak(args.repeat)
     print(f"# generator, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"fp32 matmul peak {peak:.0f} GFLOP/s; weights: {'trained ' + str(args.model) if trained else 'random (no model)'}")
-    print("| size | variant | ms | GFLOP/s | % of fp32 peak |\n|---|---|---|---|---|")
+    print("| size | variant | ms: median (quartiles) | GFLOP/s | % of fp32 peak |\n|---|---|---|---|---|")
     sizes = ((720, 720), (720, 1280))
     for height, width in sizes:
         flops = conv_flops(model, height, width)
         x = torch.rand(1, 3, height, width) * 2 - 1
 
-        def report(name: str, seconds: float | None, note: str = "") -> None:
-            if seconds is None:
+        def report(name: str, timing: Timing | None, note: str = "") -> None:
+            if timing is None:
                 print(f"| {height}x{width} | {name} | - | - | {note} |", flush=True)
                 return
-            rate = flops / seconds / 1e9
-            print(f"| {height}x{width} ({flops / 1e9:.0f} GFLOP) | {name} | {seconds * 1e3:.0f} | {rate:.0f} | "
+            rate = flops / timing.median / 1e9
+            print(f"| {height}x{width} ({flops / 1e9:.0f} GFLOP) | {name} | {timing.ms()} | {rate:.0f} | "
                   f"{100 * rate / peak:.0f}% |", flush=True)
+            rows.append({"size": f"{height}x{width}", "variant": name, "seconds": timing, "gflops": rate})
 
         for name, memory_format, bf16 in (("fp32, NCHW", torch.contiguous_format, False),
                                           ("fp32, channels_last", torch.channels_last, False),
@@ -135,14 +128,14 @@ def main() -> None:
                 with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                     net(inp)
 
-            report(name, timed(run, args.repeat))
+            report(name, measure(run, args.repeat))
         if args.backends:
             net = model.to(memory_format=torch.channels_last)
             inp = x.contiguous(memory_format=torch.channels_last)
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
             with torch.inference_mode():
-                report("fp32, channels_last, 1 thread", timed(lambda: net(inp), args.repeat))
+                report("fp32, channels_last, 1 thread", measure(lambda: net(inp), args.repeat))
             torch.set_num_threads(threads)
             report(*compiled_time(net, inp, args.repeat))
             report(*onnxruntime_time(model.to(memory_format=torch.contiguous_format), x, args.repeat))
@@ -155,6 +148,8 @@ def main() -> None:
     print(f"\nbf16 vs fp32 cartoons over {len(photos)} example photos: max abs diff {max(d.max() for d in diffs)}/255, "
           f"mean {np.mean([d.mean() for d in diffs]):.3f}/255, 99.9th percentile "
           f"{np.percentile(np.concatenate([d.ravel() for d in diffs]), 99.9):.0f}/255")
+    write_json(args.json, "generator", rows, fp32_matmul_peak_gflops=peak,
+               bf16_vs_fp32={"max": int(max(d.max() for d in diffs)), "mean": float(np.mean([d.mean() for d in diffs]))})
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -24,18 +22,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.timing import add_json_option, write_json  # noqa: E402
+from tests.app_server import app_process, free_port  # noqa: E402
+
 
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def tiny_model(folder: Path) -> Path:
@@ -55,6 +50,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--burst", type=int, default=64, help="requests fired at once in phase 2")
     parser.add_argument("--model", type=Path, default=ROOT / "assets" / "model")
+    add_json_option(parser)
     args = parser.parse_args()
 
     from gradio_client import Client, handle_file
@@ -62,20 +58,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     model = args.model if (args.model / "model.safetensors").exists() else tiny_model(tmp / "model")
     port = free_port()
-    env = {**os.environ, "CARTOON_MODEL_REPO": str(model), "HF_HUB_OFFLINE": "1", "GRADIO_TEMP_DIR": str(tmp / "gradio")}
-    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {"CARTOON_MODEL_REPO": str(model), "GRADIO_TEMP_DIR": str(tmp / "gradio")}
     url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                Client(url, verbose=False)
-                break
-            except Exception:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.5)
+    with app_process(port, env, ("--port", str(port))) as server:
         photos = sorted((ROOT / "assets" / "examples").glob("*.jpg"))
         warm = Client(url, verbose=False)
         warm.predict(handle_file(str(photos[0])), api_name="/cartoonize")
@@ -142,9 +127,12 @@ def main() -> None:
         print(f"burst of {args.burst}: {done} served, {rejected} rejected politely (queue full), {len(other)} other errors"
               + (f" (first: {other[0]})" if other else ""))
         print(f"server RSS: baseline {baseline:.0f} MB, peak {max(peak):.0f} MB, after {after:.0f} MB")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+        rows = [{"endpoint": endpoint, "requests": len(values), "p50_s": float(np.percentile(values, 50)),
+                 "p90_s": float(np.percentile(values, 90)), "p99_s": float(np.percentile(values, 99)), "max_s": max(values)}
+                for endpoint, values in latencies.items() if values]
+        write_json(args.json, "load_test", rows, clients=args.clients, seconds=args.seconds, phase1_failures=len(failures),
+                   burst={"size": args.burst, "served": done, "rejected": rejected, "other": len(other)},
+                   rss_mb={"baseline": baseline, "peak": max(peak), "after": after})
 
 
 if __name__ == "__main__":

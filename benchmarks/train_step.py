@@ -19,12 +19,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 from skimage import data as samples  # noqa: E402
 
+from benchmarks.timing import Timing, add_json_option, write_json  # noqa: E402
 from cartoon.representations import structure  # noqa: E402
 from train.data import load_training_data  # noqa: E402
 from train.options import parse  # noqa: E402
@@ -47,18 +47,20 @@ def make_data(root: Path) -> None:
             Image.fromarray(img if kind == "photos" else structure(img)).save(root / kind / f"{index}.png")
 
 
-def time_variant(root: Path, weights: Path, extra: list[str], steps: int, warmup: int) -> float:
+def time_variant(root: Path, weights: Path, extra: list[str], steps: int, warmup: int) -> Timing:
+    """Seconds per step, each step timed on its own after ``warmup`` untimed steps."""
     args = parse(["adversarial", "--photos", str(root / "photos"), "--cartoons", str(root / "cartoons"),
                   "--patch-size", "128", "--batch-size", "8", "--perceptual", "vgg16", "--vgg-weights", str(weights),
                   "--run-dir", str(root / "run"), "--no-tensorboard", *extra])
     trainer = Trainer(args)
     data = load_training_data(args)
     try:
+        seconds = []
         for index in range(warmup + steps):
-            if index == warmup:
-                start = time.perf_counter()
+            start = time.perf_counter()
             trainer.step(data.batch(index, 8, 128, trainer.data_rng))
-        return steps / (time.perf_counter() - start)
+            seconds.append(time.perf_counter() - start)
+        return Timing.of(seconds[warmup:])
     finally:
         trainer.superpixels.close()
 
@@ -68,7 +70,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--vgg-weights", type=Path, default=Path("weights/vgg16_features.safetensors"))
+    add_json_option(parser)
     args = parser.parse_args()
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         make_data(root)
@@ -80,12 +84,15 @@ def main() -> None:
             save_file(vgg16(weights=None).features[:VGG16_CONV4_3].state_dict(), str(weights))
         print(f"# train step, 128x128 x batch 8 | {platform.processor() or platform.machine()} | "
               f"torch {torch.__version__} | {torch.get_num_threads()} threads | {os.cpu_count()} CPUs")
-        print(f"| variant | steps/s | s/step | vs literal |\n|---|---|---|---|")
+        print("| variant | steps/s (median) | s/step: median (quartiles) | vs literal |\n|---|---|---|---|")
         baseline = None
         for name, extra in VARIANTS.items():
-            rate = time_variant(root, weights, extra, args.steps, args.warmup)
-            baseline = baseline or rate
-            print(f"| {name} | {rate:.3f} | {1 / rate:.2f} | {rate / baseline:.2f}x |", flush=True)
+            timing = time_variant(root, weights, extra, args.steps, args.warmup)
+            baseline = baseline or timing.median
+            print(f"| {name} | {1 / timing.median:.3f} | {timing.median:.2f} ({timing.q1:.2f}-{timing.q3:.2f}) | "
+                  f"{baseline / timing.median:.2f}x |", flush=True)
+            rows.append({"variant": name, "seconds_per_step": timing})
+    write_json(args.json, "train_step", rows, patch=128, batch=8)
 
 
 if __name__ == "__main__":

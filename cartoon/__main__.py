@@ -17,11 +17,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from cartoon.checkpoint import CheckpointError
-from cartoon.image import ImageError, load_image, scale_to_fit
+from cartoon.image import ImageError, find_images, load_image, scale_to_fit
 from cartoon.inference import DEFAULT_MAX_SIDE, Cartoonizer
 from cartoon.representations import StructureParams, structure, surface, texture
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,14 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def find_images(inputs: list[Path]) -> list[Path]:
+def collect_inputs(inputs: list[Path]) -> list[Path]:
     """Files given directly (whatever their suffix) plus image files found under given folders, in order."""
     found: list[Path] = []
     for item in inputs:
-        if item.is_dir():
-            found += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            found.append(item)
+        found += find_images(item) if item.is_dir() else [item]
     return found
 
 
@@ -62,7 +57,7 @@ def save_png(img: np.ndarray, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    files = find_images(args.inputs)
+    files = collect_inputs(args.inputs)
     if not files:
         print("error: no image files found in the given inputs", file=sys.stderr)
         return 2

@@ -2,9 +2,11 @@
 
 Only safetensors are ever read: no pickle, no ``torch.load``. A checkpoint folder holds:
 
-* ``config.json`` - the generator's constructor arguments (``{"channels": 32, "num_blocks": 4}``), written by
-  ``PyTorchModelHubMixin.save_pretrained``;
+* ``config.json`` - the generator's constructor arguments (``{"channels": 32, "num_blocks": 4}``);
 * ``model.safetensors`` - the state dict, loaded with ``strict=True``.
+
+:func:`load_generator` is the one loader of generator weights (the app, the CLI, the trainer and export all
+call it); :func:`save_generator` the one writer.
 
 :func:`resolve_generator` picks the model the app and the CLI use, in this order: the Hub repository
 (``CARTOON_MODEL_REPO`` at ``CARTOON_MODEL_REVISION``), the Hub's local cache of it, the checkpoint shipped in
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_model
 
 from cartoon.models.generator import UNetGenerator
 
@@ -63,9 +65,12 @@ class ModelSource:
 
 
 def save_generator(model: UNetGenerator, directory: str | os.PathLike) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` (and a default model card) into ``directory``."""
+    """Write ``config.json`` (the constructor arguments) and ``model.safetensors`` (the state dict, contiguous
+    whatever the module's memory format) into ``directory``, creating it."""
     directory = Path(directory)
-    model.save_pretrained(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / CONFIG_NAME).write_text(json.dumps(model.config, indent=2) + "\n", encoding="utf-8")
+    save_model(model, str(directory / WEIGHTS_NAME))
     return directory
 
 

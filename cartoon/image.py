@@ -20,6 +20,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+"""File suffixes taken as images when a folder is searched (a file named directly is tried whatever its suffix)."""
+
 MAX_PIXELS = 40_000_000
 """Default cap on decoded pixels (a 24 MP photo passes; decompression bombs do not)."""
 
@@ -28,6 +31,11 @@ _WHITE = 255.0
 
 class ImageError(ValueError):
     """An input that is not a usable image; ``str(error)`` is meant to be shown to the user."""
+
+
+def find_images(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (recursively, by :data:`IMAGE_SUFFIXES`, any case), sorted by path."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def check_image(img: np.ndarray, name: str = "image") -> np.ndarray:

@@ -5,7 +5,6 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -35,9 +34,12 @@ def test_config_records_the_architecture(tmp_path):
     assert load_generator(tmp_path).conv_in.out_channels == 6
 
 
-def test_mixin_from_pretrained_uses_the_safe_loader(tiny_checkpoint):
-    model = UNetGenerator.from_pretrained(tiny_checkpoint)
-    assert isinstance(model, UNetGenerator) and model.conv_in.out_channels == 4
+def test_the_generator_has_no_loader_of_its_own():
+    # One loader (cartoon.checkpoint.load_generator): the network module does no I/O and imports no checkpoint code.
+    assert not hasattr(UNetGenerator, "from_pretrained") and not hasattr(UNetGenerator, "save_pretrained")
+    source = (ROOT / "cartoon" / "models" / "generator.py").read_text()
+    assert "import cartoon.checkpoint" not in source and "from cartoon.checkpoint" not in source
+    assert "huggingface_hub" not in source
 
 
 def copy_checkpoint(src: Path, dst: Path) -> Path:

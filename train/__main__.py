@@ -1,16 +1,26 @@
-"""``python -m train {pretrain,adversarial,export,push,extract-vgg} ...`` (``--help`` on each)."""
+"""``python -m train {pretrain,adversarial,export,push,evaluate,extract-vgg} ...`` (``--help`` on each)."""
 
 from __future__ import annotations
 
 import logging
 import sys
 
+from cartoon.checkpoint import CheckpointError
 from train.options import TRAINING_COMMANDS, options_table, parse
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        return run(args)
+    except (FileNotFoundError, CheckpointError) as error:  # a folder without a checkpoint, a missing file
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def run(args) -> int:
+    """Carry out one parsed sub-command; returns the exit code."""
     if args.command in TRAINING_COMMANDS:
         if args.dry_run:
             print(options_table(args))
@@ -38,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"pushed: {push(args.folder, args.repo, args.private)}")
         return 0
+    if args.command == "evaluate":
+        from train.evaluate import run
+
+        return run(args)
     if args.command == "extract-vgg":
         from train.extract_vgg import default_onnx_path, extract
 

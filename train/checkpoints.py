@@ -8,6 +8,11 @@ Layout of ``<run>/checkpoints/checkpoint-<step>/``::
 
 A checkpoint is written into a temporary sibling folder, flushed to disk, then renamed: a folder with the
 final name is always complete, and a crash (SIGKILL, full disk) mid-write leaves the previous one intact.
+
+:func:`save_training` / :func:`restore_training` turn a run's :class:`TrainingParts` (G, optimisers, other
+modules, random generators) into such a checkpoint and back; :func:`generator_folder` is the one resolver from
+"a run folder, a checkpoint or an export" to the generator files that :func:`cartoon.checkpoint.load_generator`
+reads.
 """
 
 from __future__ import annotations
@@ -15,13 +20,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from cartoon.checkpoint import save_generator
+from cartoon.checkpoint import CONFIG_NAME, load_generator, save_generator
 
 PREFIX = "checkpoint-"
 TMP_MARK = ".tmp-"
@@ -44,6 +50,39 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 def latest_checkpoint(run_dir: Path) -> Path | None:
     checkpoints = list_checkpoints(run_dir)
     return checkpoints[-1] if checkpoints else None
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """A checkpoint folder itself, or a run folder's latest complete checkpoint.
+
+    Raises:
+        FileNotFoundError: the folder is neither, or the run has no complete checkpoint yet.
+    """
+    path = Path(path)
+    if (path / "state.json").is_file():
+        return path
+    latest = latest_checkpoint(path)
+    if latest is None:
+        raise FileNotFoundError(f"{path}: no complete checkpoint (expected a run folder with "
+                                f"checkpoints/{PREFIX}*/state.json, or a checkpoint folder)")
+    return latest
+
+
+def generator_folder(path: Path) -> Path:
+    """The folder with a generator's ``config.json`` + ``model.safetensors`` for any of: an export (or generator)
+    folder, a training checkpoint, or a run folder (its latest checkpoint).
+
+    Raises:
+        FileNotFoundError: none of those, or a run without a complete checkpoint.
+    """
+    path = Path(path)
+    if (path / CONFIG_NAME).is_file():
+        return path
+    if (path / "generator" / CONFIG_NAME).is_file():
+        return path / "generator"
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such folder")
+    return resolve_checkpoint(path) / "generator"
 
 
 def flatten_optimizer(optimizer: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -122,3 +161,58 @@ def load_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
     if not state_path.is_file():
         raise FileNotFoundError(f"{folder} is not a complete checkpoint (no state.json)")
     return load_file(str(folder / "training.safetensors")), json.loads(state_path.read_text())
+
+
+@dataclass
+class TrainingParts:
+    """What a training checkpoint holds besides the step's JSON state.
+
+    Attributes:
+        generator: saved as ``generator/`` (the exported format).
+        optimizers: by name (``"g_opt"``, ``"d_opt"``); moments in the tensors, hyper-parameters in the state.
+        modules: other trained modules by name (the discriminators), as ``<name>/<parameter>`` tensors.
+        generators: random generators by name (``rng/<name>``); torch's global RNG is saved as ``rng/torch``.
+    """
+
+    generator: torch.nn.Module
+    optimizers: dict[str, torch.optim.Optimizer]
+    modules: dict[str, torch.nn.Module] = field(default_factory=dict)
+    generators: dict[str, torch.Generator] = field(default_factory=dict)
+
+
+def save_training(run_dir: Path, step: int, parts: TrainingParts, state: dict[str, Any], keep_last: int) -> Path:
+    """Write checkpoint ``step`` of a run (atomically; see :func:`save_checkpoint`). Returns its folder."""
+    tensors: dict[str, torch.Tensor] = {"rng/torch": torch.get_rng_state()}
+    state = dict(state)
+    for name, optimizer in parts.optimizers.items():
+        optimizer_tensors, state[name] = flatten_optimizer(optimizer, name)
+        tensors.update(optimizer_tensors)
+    for name, module in parts.modules.items():
+        tensors.update({f"{name}/{key}": value for key, value in module.state_dict().items()})
+    for name, generator in parts.generators.items():
+        tensors[f"rng/{name}"] = generator.get_state()
+    return save_checkpoint(run_dir, step, parts.generator, tensors, state, keep_last)
+
+
+def restore_training(folder: Path, parts: TrainingParts) -> dict[str, Any]:
+    """Load a checkpoint into ``parts`` in place; returns its JSON state (step, elapsed time, options ...).
+
+    Raises:
+        ValueError: the checkpoint lacks one of the optimisers (a pretraining checkpoint given to an
+            adversarial run): start from it with ``--init`` instead.
+    """
+    tensors, state = load_checkpoint(folder)
+    missing = [name for name in parts.optimizers if name not in state]
+    if missing:
+        raise ValueError(f"{folder} is a {state.get('command')} checkpoint without {', '.join(missing)}; resume a run "
+                         "from its own checkpoints, or start a new one from it with --init")
+    parts.generator.load_state_dict(load_generator(folder / "generator").state_dict())
+    for name, optimizer in parts.optimizers.items():
+        restore_optimizer(optimizer, name, tensors, state[name])
+    for name, module in parts.modules.items():
+        prefix = f"{name}/"
+        module.load_state_dict({key.removeprefix(prefix): value for key, value in tensors.items() if key.startswith(prefix)})
+    torch.set_rng_state(tensors["rng/torch"])
+    for name, generator in parts.generators.items():
+        generator.set_state(tensors[f"rng/{name}"])
+    return state

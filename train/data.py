@@ -14,18 +14,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cartoon.image import ImageError, load_image, resize_to, scale_to_fit
+from cartoon.image import ImageError, find_images, load_image, resize_to, scale_to_fit, to_tensor
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
-
-
 def list_images(root: Path) -> list[Path]:
-    """Image files under ``root``, sorted (stable across machines)."""
+    """Image files under ``root`` (:data:`cartoon.image.IMAGE_SUFFIXES`), sorted (stable across machines)."""
     if not root.is_dir():
         raise FileNotFoundError(f"image folder not found: {root}")
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return find_images(root)
 
 
 def split_held_out(paths: list[Path], count: int) -> tuple[list[Path], list[Path]]:
@@ -75,8 +72,7 @@ class ImageFolder:
             if bool(torch.randint(2, (1,), generator=generator)):
                 crop = crop[:, ::-1]
             crops.append(crop)
-        x = torch.from_numpy(np.ascontiguousarray(np.stack(crops))).permute(0, 3, 1, 2)
-        return x.float().div_(127.5).sub_(1.0)
+        return to_tensor(np.stack(crops))
 
     def center_crops(self, count: int, patch: int) -> torch.Tensor:
         """Fixed samples for the sample grid: the centre crops of the first ``count`` images."""
@@ -84,7 +80,7 @@ class ImageFolder:
         for img in self.images[:count]:
             top, left = (img.shape[0] - patch) // 2, (img.shape[1] - patch) // 2
             crops.append(img[top : top + patch, left : left + patch])
-        return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        return to_tensor(np.stack(crops))
 
 
 @dataclass
@@ -97,6 +93,12 @@ class TrainingData:
     cartoon_faces: ImageFolder | None
     face_every: int
     held_out: list[Path]
+
+    def counts(self) -> dict[str, int]:
+        """Images per folder in use, by name."""
+        folders = {"photos": self.photos, "cartoons": self.cartoons, "photo_faces": self.photo_faces,
+                   "cartoon_faces": self.cartoon_faces}
+        return {name: len(folder.images) for name, folder in folders.items() if folder is not None}
 
     def batch(self, step: int, size: int, patch: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         faces = self.photo_faces is not None and step % self.face_every == 0

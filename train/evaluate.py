@@ -1,6 +1,6 @@
 """Quality report: the paper's FID-style evaluation with VGG16 standing in for Inception, plus a comparison sheet.
 
-    python -m train.evaluate --model assets/model --pretrain runs/pretrain --out runs/evaluation
+    python -m train evaluate --model assets/model --pretrain runs/pretrain --out runs/evaluation
 
 For each method (our generator, the pretrain-only generator, ``cv2.stylization``, a bilateral filter, the
 white-box mix, and the photo itself) every held-out photo is processed whole, then the same random crops are
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,10 +26,10 @@ from PIL import Image
 from scipy import linalg
 from skimage.metrics import structural_similarity
 
-from cartoon.image import load_image, scale_to_fit
+from cartoon.image import load_image, scale_to_fit, to_tensor
 from cartoon.inference import Cartoonizer
 from cartoon.representations import structure, surface, texture, whitebox_mix
-from train.checkpoints import latest_checkpoint
+from train.checkpoints import generator_folder
 from train.data import list_images
 from train.perceptual import CaffeFeatures, DEFAULT_WEIGHTS
 
@@ -50,8 +51,7 @@ def embed(net: CaffeFeatures, crops: np.ndarray, batch: int = 32) -> np.ndarray:
     """``(N, CROP, CROP, 3)`` uint8 -> ``(N, 512)`` pooled features."""
     out = []
     for start in range(0, len(crops), batch):
-        x = torch.from_numpy(crops[start : start + batch]).permute(0, 3, 1, 2).float() / 127.5 - 1
-        out.append(net(x).mean(dim=(2, 3)).double().numpy())
+        out.append(net(to_tensor(crops[start : start + batch])).mean(dim=(2, 3)).double().numpy())
     return np.concatenate(out)
 
 
@@ -108,12 +108,8 @@ def diagnostics(photo: np.ndarray, out: np.ndarray) -> dict[str, float]:
 
 
 def load_cartoonizer(path: Path) -> Cartoonizer:
-    folder = path
-    if (path / "checkpoints").is_dir():
-        folder = latest_checkpoint(path) / "generator"
-    elif (path / "generator").is_dir():
-        folder = path / "generator"
-    return Cartoonizer.from_pretrained(str(folder), device="cpu", max_side=None)
+    """The generator of an export, a checkpoint or a run folder (its latest checkpoint), at full size on the CPU."""
+    return Cartoonizer.from_pretrained(str(generator_folder(path)), device="cpu", max_side=None)
 
 
 def comparison_sheet(rows: list[list[np.ndarray]], labels: list[str], out: Path, tile: tuple[int, int] = (360, 270)) -> None:
@@ -135,19 +131,9 @@ def comparison_sheet(rows: list[list[np.ndarray]], labels: list[str], out: Path,
     sheet.save(out)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True, help="exported model, run folder or checkpoint")
-    parser.add_argument("--pretrain", type=Path, default=None, help="pretrain run (or checkpoint) to compare with")
-    parser.add_argument("--held-out", type=Path, default=Path("data/held_out"))
-    parser.add_argument("--cartoons", type=Path, default=Path("data/cartoons"))
-    parser.add_argument("--photos", type=Path, default=Path("data/photos"))
-    parser.add_argument("--vgg-weights", type=Path, default=DEFAULT_WEIGHTS["vgg16"])
-    parser.add_argument("--side", type=int, default=512, help="short side the held-out photos are processed at")
-    parser.add_argument("--crops", type=int, default=128, help="random crops per held-out photo")
-    parser.add_argument("--reference-crops", type=int, default=768, help="crops of the cartoon set and of the photo set")
-    parser.add_argument("--out", type=Path, default=Path("runs/evaluation"))
-    args = parser.parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """``python -m train evaluate`` (options in :mod:`train.options`): the quality table and the comparison sheet."""
+    args.vgg_weights = args.vgg_weights or DEFAULT_WEIGHTS["vgg16"]
     torch.manual_seed(0)
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -189,5 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # the older spelling, python -m train.evaluate ..., still works
+    from train.__main__ import main
+
+    raise SystemExit(main(["evaluate", *sys.argv[1:]]))

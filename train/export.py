@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cartoon.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_generator
 from train import checkpoints
+from train.options import LOSS_WEIGHTS
 
 CARD_TEMPLATE = """---
 library_name: cartoon
@@ -56,16 +57,6 @@ trained from scratch with this project's `train` package. Load it with
 """
 
 
-def resolve_checkpoint(run_or_checkpoint: Path) -> Path:
-    """A run folder's latest complete checkpoint, or the checkpoint folder itself."""
-    if (run_or_checkpoint / "state.json").is_file():
-        return run_or_checkpoint
-    latest = checkpoints.latest_checkpoint(run_or_checkpoint)
-    if latest is None:
-        raise FileNotFoundError(f"no complete checkpoint in {run_or_checkpoint}")
-    return latest
-
-
 def lineage(state: dict, max_depth: int = 5) -> str:
     """The chain of ``--init`` runs this one started from (command, steps, hours each) and the hours in all."""
     parts, total_s, current = [], state.get("elapsed_s", 0.0), state
@@ -74,7 +65,7 @@ def lineage(state: dict, max_depth: int = 5) -> str:
         if not init:
             break
         try:
-            current = json.loads((resolve_checkpoint(Path(init)) / "state.json").read_text())
+            current = json.loads((checkpoints.resolve_checkpoint(Path(init)) / "state.json").read_text())
         except (OSError, ValueError):
             parts.append(f"{init} (its checkpoint is no longer available)")
             break
@@ -86,8 +77,9 @@ def lineage(state: dict, max_depth: int = 5) -> str:
 
 
 def model_card(state: dict, parameters: int, config: dict, data_note: str, notes: str = "") -> str:
-    options = {"w_surface": 0.1, "w_texture": 1.0, "w_structure": 200.0, "w_content": 200.0, "w_tv": 1e4, "w_colour": 0.0,
-               "perceptual": "none (pretraining)", "structure": "none", "segments": "-", **state.get("options", {})}
+    defaults = {f"w_{name}": weight for name, weight in LOSS_WEIGHTS.items()}
+    options = {**defaults, "w_colour": 0.0, "perceptual": "none (pretraining)", "structure": "none", "segments": "-",
+               **state.get("options", {})}
     metrics = state.get("metrics") or {}
     metric_lines = "\n".join(f"- {name}: {value:.6g}" for name, value in sorted(metrics.items())) or "- (none logged)"
     return CARD_TEMPLATE.format(
@@ -101,7 +93,7 @@ def model_card(state: dict, parameters: int, config: dict, data_note: str, notes
 
 def export(run_or_checkpoint: Path, output: Path, data_note: str = "", notes: str = "") -> Path:
     """Write ``output/{config.json, model.safetensors, README.md}``; the files load with ``strict=True``."""
-    folder = resolve_checkpoint(run_or_checkpoint)
+    folder = checkpoints.resolve_checkpoint(run_or_checkpoint)
     state = json.loads((folder / "state.json").read_text())
     generator = load_generator(folder / "generator")  # validates shapes and values before anything is written
     output.mkdir(parents=True, exist_ok=True)

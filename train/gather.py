@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cartoon.image import ImageError, load_image, scale_to_fit
+from cartoon.image import IMAGE_SUFFIXES, ImageError, load_image, scale_to_fit
 
 ROOT = Path(__file__).resolve().parent.parent
 WESNOTH_CAMPAIGNS = ["httt", "did", "ei", "l", "nr", "sof", "sotbe", "thot", "trow", "tsg", "low", "dm", "dw", "utbs"]
@@ -56,7 +56,8 @@ SOURCES = [
 ]
 EXAMPLE_PHOTOS = "assets/examples/*.jpg"
 HELD_OUT = {"astronaut.jpg", "grace-hopper.jpg", "coffee.jpg", "temple.jpg", "life_by_Aitzol_Berasategi.jpg", "Garden.jpg"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+PACKAGE_SUFFIXES = IMAGE_SUFFIXES - {".gif", ".bmp", ".tif", ".tiff"}
+"""The formats taken from packages: those the filters and the counts in data/SOURCES.md were made with."""
 MIN_SIDE, MAX_SIDE, MIN_OPAQUE, MIN_DETAIL, MIN_BRIGHTNESS, MAX_BRIGHTNESS = 300, 720, 0.75, 2.0, 45, 235
 # Hedgewars skies and horizons that are tiles or flat textures rather than scenes (seen on a contact sheet).
 NOT_SCENES = {"hedgewars-data": ("Bath", "Blox", "Compost")}
@@ -117,7 +118,7 @@ def gather(out: Path) -> dict[str, Counter]:
         root = fetch(source.package, debs, extracted)
         for pattern in source.globs:
             for path in sorted(root.glob(pattern)):
-                if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and "/l10n/" not in str(path) \
+                if path.is_file() and path.suffix.lower() in PACKAGE_SUFFIXES and "/l10n/" not in str(path) \
                         and not any(fnmatch.fnmatch(path.name, ex) for ex in source.exclude):
                     candidates.append((source.package, path, source.kind, source.licence))
     for path in sorted(ROOT.glob(EXAMPLE_PHOTOS)):

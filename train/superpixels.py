@@ -14,6 +14,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 import numpy as np
 import torch
 
+from cartoon.image import to_tensor, to_uint8
 from cartoon.representations.structure import StructureParams, structure
 
 
@@ -26,19 +27,6 @@ def _structure_one(img: np.ndarray, params: StructureParams) -> np.ndarray:
     return structure(img, params)
 
 
-def to_uint8_batch(x: torch.Tensor) -> np.ndarray:
-    """``(B, 3, H, W)`` in ``[-1, 1]`` -> ``(B, H, W, 3)`` uint8."""
-    x = x.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()
-
-
-def from_uint8_batch(images: np.ndarray, like: torch.Tensor) -> torch.Tensor:
-    """``(B, H, W, 3)`` uint8 -> ``(B, 3, H, W)`` in ``[-1, 1]`` with the dtype, device and layout of ``like``."""
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).to(device=like.device, dtype=like.dtype).div(127.5).sub(1)
-    channels_last = like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous()
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
 class PendingStructure:
     """A batch of structure targets being computed; ``result()`` waits for it."""
 
@@ -47,7 +35,7 @@ class PendingStructure:
 
     def result(self) -> torch.Tensor:
         images = self._images if self._futures is None else np.stack([f.result() for f in self._futures])
-        return from_uint8_batch(images, self._like)
+        return to_tensor(images, like=self._like)
 
 
 class SuperpixelPool:
@@ -62,7 +50,7 @@ class SuperpixelPool:
             self._pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
 
     def submit(self, x: torch.Tensor) -> PendingStructure:
-        images = to_uint8_batch(x)
+        images = to_uint8(x)
         if self._pool is None:
             return PendingStructure(None, np.stack([structure(img, self.params) for img in images]), x)
         return PendingStructure([self._pool.submit(_structure_one, img, self.params) for img in images], None, x)

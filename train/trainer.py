@@ -18,50 +18,49 @@ Two step implementations compute the same losses:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
 import time
 from contextlib import nullcontext
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from PIL import Image
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from cartoon.checkpoint import load_generator
-from cartoon.inference import cpu_supports_bf16
+from cartoon.device import cpu_supports_bf16, resolve_device
 from cartoon.models import PatchDiscriminator, UNetGenerator
 from cartoon.representations.structure import StructureParams, structure_batch
 from cartoon.representations.surface import SURFACE_EPS, SURFACE_RADIUS, guided_filter
 from cartoon.representations.texture import color_shift
 from train import checkpoints
-from train.data import TrainingData, load_training_data
-from train.losses import colour_loss, discriminator_loss, feature_l1, lsgan_loss, reconstruction_l1, total_variation
+from train.data import load_training_data
+from train.logs import RunLog
+from train.losses import (
+    colour_loss,
+    discriminator_loss,
+    feature_l1,
+    lsgan_loss,
+    reconstruction_l1,
+    total_variation,
+    training_output,
+)
 from train.options import options_table, save_options, to_jsonable
 from train.perceptual import load_perceptual
 from train.superpixels import SuperpixelPool
 
 log = logging.getLogger("train")
 
-TRAIN_FILTER_RADIUS = 1
-TRAIN_FILTER_EPS = 1e-2  # the authors' default eps for the guided filter on G's output during training
 SAMPLE_COUNT = 4
 
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; nothing is saved from that state."""
-
-
-def resolve_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    return torch.device(name)
 
 
 class Trainer:
@@ -119,11 +118,7 @@ class Trainer:
     def _build_generator(self) -> UNetGenerator:
         init = getattr(self.args, "init", None)
         if init is not None:
-            folder = Path(init)
-            if (folder / "checkpoints").is_dir():  # a run folder: its latest checkpoint
-                folder = checkpoints.latest_checkpoint(folder) or folder
-            if (folder / "generator").is_dir():
-                folder = folder / "generator"
+            folder = checkpoints.generator_folder(Path(init))
             generator = load_generator(folder)
             log.info("G initialised from %s", folder)
         else:
@@ -171,10 +166,11 @@ class Trainer:
         return {"reconstruction": loss.item()}
 
     def _filtered_output(self, photo: torch.Tensor) -> torch.Tensor:
-        """``guided_filter(x, G(x), r=1, eps=1e-2)``: what every loss sees (the authors' training graph)."""
+        """``guided_filter(x, G(x), r=1, eps=1e-2)``: what every loss sees (the authors' training graph); G under
+        autocast, the filter in fp32."""
         with self._autocast():
             raw = self.g_train(photo)
-        return guided_filter(photo.float(), raw.float(), TRAIN_FILTER_RADIUS, TRAIN_FILTER_EPS)
+        return training_output(photo, raw)
 
     def _surface(self, x: torch.Tensor) -> torch.Tensor:
         return guided_filter(x, x, SURFACE_RADIUS, SURFACE_EPS)
@@ -206,21 +202,40 @@ class Trainer:
             vgg_photo = self.perceptual(photo)
         with self._autocast():
             vgg_output = self.perceptual(output)
-        self._set_discriminators_trainable(False)
         blur_fake = self._surface(output)
+
+        def structure_features() -> torch.Tensor:  # asked for last: the workers get the most time
+            with torch.no_grad(), self._autocast():
+                return self.perceptual(pending.result())
+
+        losses = self._generator_update(self._generator_losses(
+            photo, output, blur_fake, gray_fake, (vgg_output, vgg_photo), vgg_output, structure_features))
+        d_losses = self._discriminator_step(self._surface(cartoon.float()), blur_fake, gray_cartoon, gray_fake)
+        return {name: value.item() for name, value in {**losses, **d_losses}.items()}
+
+    def _generator_losses(
+        self,
+        photo: torch.Tensor,
+        output: torch.Tensor,
+        blur_fake: torch.Tensor,
+        gray_fake: torch.Tensor,
+        content: tuple[torch.Tensor, torch.Tensor],
+        output_features: torch.Tensor,
+        structure_features: Callable[[], torch.Tensor],
+    ) -> dict[str, torch.Tensor]:
+        """The six unweighted G losses of one step, the same for both step variants.
+
+        ``content`` is (VGG(output), VGG(photo)); the structure loss compares ``output_features`` with
+        ``structure_features()``, called after everything else so that the fast step's superpixel workers overlap.
+        """
+        self._set_discriminators_trainable(False)
         with self._autocast():
             g_surface = lsgan_loss(self.d_surface_train(blur_fake), True)
             g_texture = lsgan_loss(self.d_texture_train(gray_fake), True)
-        content = feature_l1(vgg_output, vgg_photo)
-        tv = total_variation(output)
-        with torch.no_grad(), self._autocast():
-            vgg_structure = self.perceptual(pending.result())
-        structure = feature_l1(vgg_output, vgg_structure)
-        losses = self._generator_update(
-            {"g_surface": g_surface, "g_texture": g_texture, "content": content, "structure": structure, "tv": tv,
-             "colour": colour_loss(output, photo)})
-        d_losses = self._discriminator_step(self._surface(cartoon.float()), blur_fake, gray_cartoon, gray_fake)
-        return {name: value.item() for name, value in {**losses, **d_losses}.items()}
+        losses = {"g_surface": g_surface, "g_texture": g_texture, "content": feature_l1(*content),
+                  "tv": total_variation(output), "colour": colour_loss(output, photo)}
+        losses["structure"] = feature_l1(output_features, structure_features())
+        return losses
 
     def _generator_update(self, losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Weight the five G losses (the trainer's job, never a loss's), check them, step G, unfreeze the Ds."""
@@ -247,15 +262,9 @@ class Trainer:
         vgg_output_content = self.perceptual(output)
         vgg_output_structure = self.perceptual(output)
         vgg_structure = self.perceptual(structure_target)
-        self._set_discriminators_trainable(False)
-        g_surface = lsgan_loss(self.d_surface_train(self._surface(output)), True)
-        g_texture = lsgan_loss(self.d_texture_train(gray_fake), True)
-        content = feature_l1(vgg_output_content, vgg_photo)
-        structure = feature_l1(vgg_output_structure, vgg_structure)
-        tv = total_variation(output)
-        losses = self._generator_update(
-            {"g_surface": g_surface, "g_texture": g_texture, "content": content, "structure": structure, "tv": tv,
-             "colour": colour_loss(output, photo)})
+        losses = self._generator_update(self._generator_losses(
+            photo, output, self._surface(output), gray_fake, (vgg_output_content, vgg_photo), vgg_output_structure,
+            lambda: vgg_structure))
         # 3. The D step: a third forward of the updated G, a fresh colour shift.
         with torch.no_grad():
             output = self._filtered_output(photo)
@@ -273,50 +282,27 @@ class Trainer:
             )
 
     # ------------------------------------------------------------------------------------ checkpointing
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        tensors, _ = checkpoints.flatten_optimizer(self.g_opt, "g_opt")
-        tensors["rng/torch"] = torch.get_rng_state()
-        tensors["rng/data"] = self.data_rng.get_state()
-        tensors["rng/shift"] = self.shift_rng.get_state()
+    def parts(self) -> checkpoints.TrainingParts:
+        """What a checkpoint of this run saves and restores."""
+        parts = checkpoints.TrainingParts(self.generator, {"g_opt": self.g_opt},
+                                          generators={"data": self.data_rng, "shift": self.shift_rng})
         if self.adversarial:
-            d_tensors, _ = checkpoints.flatten_optimizer(self.d_opt, "d_opt")
-            tensors.update(d_tensors)
-            tensors.update({f"d_surface/{k}": v for k, v in self.d_surface.state_dict().items()})
-            tensors.update({f"d_texture/{k}": v for k, v in self.d_texture.state_dict().items()})
-        return tensors
+            parts.optimizers["d_opt"] = self.d_opt
+            parts.modules.update(d_surface=self.d_surface, d_texture=self.d_texture)
+        return parts
 
     def save(self, metrics: dict[str, float] | None = None) -> Path | None:
         if not self.is_main:
             return None
-        _, g_meta = checkpoints.flatten_optimizer(self.g_opt, "g_opt")
         state = {"step": self.step_index, "command": self.args.command, "elapsed_s": self.elapsed(),
-                 "g_opt": g_meta, "metrics": metrics or {}, "options": to_jsonable(self.args)}
-        if self.adversarial:
-            state["d_opt"] = checkpoints.flatten_optimizer(self.d_opt, "d_opt")[1]
-        generator = self.generator.to(memory_format=torch.contiguous_format)
+                 "metrics": metrics or {}, "options": to_jsonable(self.args)}
         try:
-            return checkpoints.save_checkpoint(self.run_dir, self.step_index, generator, self.state_tensors(), state,
-                                               self.args.keep_last)
+            return checkpoints.save_training(self.run_dir, self.step_index, self.parts(), state, self.args.keep_last)
         except OSError as error:
             raise OSError(f"could not write checkpoint {self.step_index} ({error}); the previous checkpoint is intact") from error
-        finally:
-            if self.channels_last:
-                self.generator.to(memory_format=torch.channels_last)
 
     def resume(self, folder: Path) -> None:
-        tensors, state = checkpoints.load_checkpoint(folder)
-        self.generator.load_state_dict(load_generator(folder / "generator").state_dict())
-        checkpoints.restore_optimizer(self.g_opt, "g_opt", tensors, state["g_opt"])
-        if self.adversarial:
-            if "d_opt" not in state:
-                raise ValueError(f"{folder} is a {state['command']} checkpoint; resume adversarial runs from their own "
-                                 "checkpoints, or start one from it with --init")
-            checkpoints.restore_optimizer(self.d_opt, "d_opt", tensors, state["d_opt"])
-            for prefix, module in (("d_surface/", self.d_surface), ("d_texture/", self.d_texture)):
-                module.load_state_dict({k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)})
-        torch.set_rng_state(tensors["rng/torch"])
-        self.data_rng.set_state(tensors["rng/data"])
-        self.shift_rng.set_state(tensors["rng/shift"])
+        state = checkpoints.restore_training(folder, self.parts())
         self.step_index = int(state["step"])
         self.elapsed_before = float(state.get("elapsed_s", 0.0))
         log.info("resumed from %s at step %d", folder, self.step_index)
@@ -341,9 +327,9 @@ class Trainer:
             save_options(args, self.run_dir)
             (self.run_dir / "held_out.txt").write_text("".join(f"{p}\n" for p in data.held_out))
             print(options_table(args))
-            self._log_header(data)
-        writer = self._tensorboard()
-        samples = data.photos.center_crops(SAMPLE_COUNT, min(args.patch_size, 256))
+        run_log = RunLog(self.run_dir, enabled=self.is_main, tensorboard=not args.no_tensorboard)
+        run_log.header(data.counts(), self._description(len(data.held_out)))
+        samples = data.photos.center_crops(SAMPLE_COUNT, min(args.patch_size, 256)).to(self.device)
         stop = {"requested": False}
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True)) if self.is_main else None
         deadline = None if args.max_minutes is None else time.perf_counter() + 60 * args.max_minutes
@@ -363,20 +349,21 @@ class Trainer:
                 if self.step_index % args.log_every == 0 or self.step_index == args.steps:
                     rate = len(next(iter(running.values()))) / max(time.perf_counter() - interval_start, 1e-9)
                     metrics = {name: float(np.mean(values)) for name, values in running.items()}
-                    self._log(metrics, rate, writer, bar)
+                    run_log.scalars(self.step_index, self.elapsed(), rate, metrics, bar)
                     running, interval_start = {}, time.perf_counter()
-                if self.is_main and self.step_index % args.sample_every == 0:
-                    self.write_samples(samples, writer)
+                if self.step_index % args.sample_every == 0:
+                    run_log.samples(self.step_index, self.generator, samples)
                 out_of_time = deadline is not None and time.perf_counter() > deadline
                 if self.step_index % args.save_every == 0 or self.step_index == args.steps or out_of_time or stop["requested"]:
                     last_checkpoint = self.save(losses) or last_checkpoint
                 if out_of_time or stop["requested"]:
                     log.info("stopping at step %d (%s)", self.step_index, "time limit" if out_of_time else "SIGTERM")
                     break
+            if self.step_index % args.sample_every != 0:
+                run_log.samples(self.step_index, self.generator, samples)
         finally:
             bar.close()
-            if writer is not None:
-                writer.close()
+            run_log.close()
             if self.adversarial:
                 self.superpixels.close()
             if previous is not None:
@@ -384,61 +371,12 @@ class Trainer:
             if self.world > 1 and dist.is_initialized():
                 dist.barrier()
                 dist.destroy_process_group()
-        if self.is_main and self.step_index % args.sample_every != 0:
-            self.write_samples(samples, None)
         return last_checkpoint
 
-    def _tensorboard(self):
-        if not self.is_main or self.args.no_tensorboard:
-            return None
-        from torch.utils.tensorboard import SummaryWriter
-
-        return SummaryWriter(str(self.run_dir / "tensorboard"))
-
-    def _log_header(self, data: TrainingData) -> None:
-        counts = {"photos": len(data.photos.images)}
-        if data.cartoons is not None:
-            counts["cartoons"] = len(data.cartoons.images)
-        for name in ("photo_faces", "cartoon_faces"):
-            folder = getattr(data, name)
-            if folder is not None:
-                counts[name] = len(folder.images)
+    def _description(self, held_out: int) -> str:
+        """The header's second half: batch, processes, device, threads and step path."""
         path = "literal" if self.literal else f"fast (bf16={'on' if self.bf16 else 'off'}, channels_last, " \
                                               f"{getattr(self.args, 'superpixel_workers', 0)} superpixel workers)"
         perceptual = f", perceptual: {self.perceptual.name}" if self.adversarial else ""
-        print(f"run {self.run_dir}: {counts}, held out {len(data.held_out)}, batch {self.args.batch_size}x"
-              f"{self.args.patch_size}^2 x {self.world} process(es), device {self.device}, "
-              f"{torch.get_num_threads()} threads, {path}{perceptual}", flush=True)
-
-    def _log(self, metrics: dict[str, float], rate: float, writer, bar) -> None:
-        if not self.is_main:
-            return
-        record = {"step": self.step_index, "time_s": round(self.elapsed(), 2), "steps_per_s": round(rate, 4), **metrics}
-        with open(self.run_dir / "metrics.jsonl", "a") as handle:
-            handle.write(json.dumps(record) + "\n")
-        if writer is not None:
-            for name, value in metrics.items():
-                writer.add_scalar(f"loss/{name}", value, self.step_index)
-            writer.add_scalar("speed/steps_per_s", rate, self.step_index)
-        bar.set_postfix({k: f"{v:.3g}" for k, v in list(metrics.items())[:4]})
-
-    @torch.no_grad()
-    def write_samples(self, photos: torch.Tensor, writer) -> Path:
-        """A grid, one row per fixed sample: photo | surface | structure | texture | output (of the output)."""
-        self.generator.eval()
-        try:
-            photos = photos.to(self.device)
-            output = guided_filter(photos, self.generator(photos).float(), TRAIN_FILTER_RADIUS, TRAIN_FILTER_EPS).clamp(-1, 1)
-        finally:
-            self.generator.train()
-        (gray,) = color_shift(output, weights=(0.299, 0.587, 0.114))
-        columns = [photos, self._surface(output), structure_batch(output), gray.expand(-1, 3, -1, -1), output]
-        grid = torch.cat([torch.cat(list(col.cpu()), dim=1) for col in columns], dim=2)  # rows: samples
-        image = grid.clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).numpy()
-        folder = self.run_dir / "samples"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"step-{self.step_index:07d}.png"
-        Image.fromarray(image).save(path)
-        if writer is not None:
-            writer.add_image("samples", image, self.step_index, dataformats="HWC")
-        return path
+        return (f"held out {held_out}, batch {self.args.batch_size}x{self.args.patch_size}^2 x {self.world} process(es), "
+                f"device {self.device}, {torch.get_num_threads()} threads, {path}{perceptual}")

@@ -3,6 +3,4 @@
 from cartoon.models.discriminator import PatchDiscriminator
 from cartoon.models.generator import STRIDE, UNetGenerator
 
-GENERATORS = {"unet": UNetGenerator}
-
-__all__ = ["GENERATORS", "STRIDE", "PatchDiscriminator", "UNetGenerator"]
+__all__ = ["STRIDE", "PatchDiscriminator", "UNetGenerator"]

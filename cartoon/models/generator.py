@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from huggingface_hub import PyTorchModelHubMixin
 
 from cartoon.models.layers import LEAKY_SLOPE, Conv2dSame, resize_bilinear_legacy
 
@@ -25,13 +24,7 @@ class ResBlock(nn.Module):
         return x + self.conv2(F.leaky_relu(self.conv1(x), LEAKY_SLOPE, inplace=True))
 
 
-class UNetGenerator(
-    nn.Module,
-    PyTorchModelHubMixin,
-    library_name="cartoon",
-    tags=["image-to-image", "cartoonization", "white-box-cartoonization"],
-    license="apache-2.0",
-):
+class UNetGenerator(nn.Module):
     """Wang & Yu's generator: two stride-2 convs, residual blocks, two legacy-bilinear upsamplings with skips.
 
     Leaky ReLU (0.2) after every conv but the last; no output activation (inference clips to [-1, 1]).
@@ -45,6 +38,9 @@ class UNetGenerator(
         ``(B, 3, H, W)`` float in ``[-1, 1]`` -> ``(B, 3, H, W)`` float (roughly ``[-1, 1]``, unclipped);
         H and W multiples of :data:`STRIDE`.
 
+    Saving and loading are :mod:`cartoon.checkpoint`'s job (``save_generator`` / ``load_generator``, from
+    :attr:`config` and the state dict), never this module's.
+
     Example:
         >>> g = UNetGenerator(channels=4, num_blocks=1)
         >>> g(torch.zeros(1, 3, 8, 8)).shape
@@ -53,6 +49,7 @@ class UNetGenerator(
 
     def __init__(self, channels: int = 32, num_blocks: int = 4) -> None:
         super().__init__()
+        self.config = {"channels": channels, "num_blocks": num_blocks}
         c = channels
         self.conv_in = Conv2dSame(3, c, 7)
         self.down1 = Conv2dSame(c, c, 3, stride=2)
@@ -78,10 +75,3 @@ class UNetGenerator(
         x3 = act(self.up1_out(act(self.up1(x3 + x1))))
         x4 = resize_bilinear_legacy(x3, x0.shape[-2:])
         return self.conv_out(act(self.up2(x4 + x0)))
-
-    @classmethod
-    def _from_pretrained(cls, *, model_id: str, revision: str | None = None, **kwargs):  # type: ignore[override]
-        """Route the mixin's ``from_pretrained`` through the safetensors-only loader (never a pickle)."""
-        from cartoon.checkpoint import load_generator
-
-        return load_generator(model_id, revision=revision, map_location=kwargs.get("map_location", "cpu"))

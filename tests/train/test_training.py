@@ -172,3 +172,23 @@ def test_literal_step_computes_the_same_losses(tiny_data, tmp_path):
     # Same data, same initial weights: the first step's G losses agree (the fast path's bf16 aside).
     for key in ("g_surface", "g_texture", "tv"):
         assert abs(literal[0][key] - fast[0][key]) <= 0.05 * abs(literal[0][key]) + 1e-6, key
+
+
+def test_evaluate_and_export_of_a_run_without_checkpoint_say_so(tmp_path, capsys):
+    empty_run = tmp_path / "run"
+    (empty_run / "checkpoints").mkdir(parents=True)
+    assert main(["evaluate", "--model", str(empty_run), "--out", str(tmp_path / "eval")]) == 2
+    assert "no complete checkpoint" in capsys.readouterr().err
+    assert main(["export", str(empty_run), "-o", str(tmp_path / "export")]) == 2
+    assert "no complete checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "export").exists()
+
+
+def test_one_resolver_from_run_checkpoint_or_export_to_the_generator(tiny_data, tmp_path):
+    run = tmp_path / "pre"
+    assert main(tiny_args(tiny_data, run, "pretrain", steps=2)) == 0
+    latest = checkpoints.latest_checkpoint(run)
+    export_dir = tmp_path / "export"
+    assert main(["export", str(run), "-o", str(export_dir)]) == 0
+    for given, expected in ((run, latest / "generator"), (latest, latest / "generator"), (export_dir, export_dir)):
+        assert checkpoints.generator_folder(given) == expected
