@@ -2,7 +2,8 @@
 
 Upload a photo and see it beside its surface, structure and texture representations, the white-box mix of
 the three, and the generator's cartoon. Handlers are thin adapters over :mod:`cartoon`; all image maths
-lives there. ``python app.py`` serves on 127.0.0.1:7860 (``--host/--port`` or ``CARTOON_HOST/CARTOON_PORT``).
+lives there. ``python app.py`` serves on 127.0.0.1:7860; see :func:`server_address` for how a Space (or a user)
+chooses another address and port.
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
+"""True on a ZeroGPU Space (the variable its runtime sets). Only there is ``spaces.GPU`` used: on a CPU Space the
+``spaces`` package may be importable too, and must change nothing."""
+if ZERO_GPU:  # imported before torch, as the spaces package asks
+    import spaces  # type: ignore[import-not-found]  # noqa: E402
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
@@ -39,15 +46,9 @@ MAX_MEGAPIXELS = 25
 QUEUE_SIZE = 32
 ALGORITHM_CHOICES = [("Felzenszwalb (paper)", "felzenszwalb"), ("SLIC (authors' training code)", "slic")]
 
-try:  # On ZeroGPU Spaces, only the generator call holds a GPU.
-    import spaces  # type: ignore[import-not-found]
-
-    on_gpu: Callable[[Callable], Callable] = spaces.GPU
-    RUNTIME = "ZeroGPU"
-except ImportError:
-    spaces = None
-    on_gpu = lambda fn: fn  # noqa: E731
-    RUNTIME = None
+# On a ZeroGPU Space only the generator call holds a GPU; everywhere else the decorator is the identity.
+on_gpu: Callable[[Callable], Callable] = spaces.GPU if ZERO_GPU else (lambda fn: fn)
+RUNTIME = "ZeroGPU" if ZERO_GPU else None
 
 EXPLORER = Explorer()
 try:
@@ -423,14 +424,54 @@ def build_demo() -> gr.Blocks:
 demo = build_demo()
 
 
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7860
+ADDRESS_HELP = ("Address and port, first found wins: --host/--port; CARTOON_HOST/CARTOON_PORT; Gradio's "
+                "GRADIO_SERVER_NAME/GRADIO_SERVER_PORT (what a Hugging Face Space sets: 0.0.0.0 and its port); "
+                f"else {DEFAULT_HOST}:{DEFAULT_PORT}, reachable from this machine only.")
+
+
+def server_address(host: str | None = None, port: int | str | None = None,
+                   environ: dict[str, str] | os._Environ = os.environ) -> tuple[str, int]:
+    """Where to listen: ``host``/``port`` (the command line), then ``CARTOON_HOST``/``CARTOON_PORT``, then Gradio's
+    ``GRADIO_SERVER_NAME``/``GRADIO_SERVER_PORT`` (a Space's), then 127.0.0.1:7860. Each is resolved on its own.
+
+    Raises:
+        ValueError: a port that is not a whole number in [1, 65535] (the message names where it came from).
+    """
+    def first(value: object, *names: str) -> tuple[object, str]:
+        if value not in (None, ""):
+            return value, "the command line"
+        for name in names:
+            if environ.get(name):
+                return environ[name], name
+        return None, "the default"
+
+    chosen_host, _ = first(host, "CARTOON_HOST", "GRADIO_SERVER_NAME")
+    chosen_port, origin = first(port, "CARTOON_PORT", "GRADIO_SERVER_PORT")
+    if chosen_port is None:
+        return str(chosen_host or DEFAULT_HOST), DEFAULT_PORT
+    try:
+        number = int(str(chosen_port))
+    except ValueError:
+        number = 0
+    if not 1 <= number <= 65535:
+        raise ValueError(f"port from {origin} must be a whole number in [1, 65535], got {chosen_port!r}")
+    return str(chosen_host or DEFAULT_HOST), number
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Serve the white-box representation explorer.")
-    parser.add_argument("--host", default=os.environ.get("CARTOON_HOST", "127.0.0.1"), help="address to bind")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("CARTOON_PORT", "7860")), help="port to bind")
+    parser = argparse.ArgumentParser(description="Serve the white-box representation explorer.", epilog=ADDRESS_HELP)
+    parser.add_argument("--host", default=None, help=f"address to bind (default: see below; locally {DEFAULT_HOST})")
+    parser.add_argument("--port", type=int, default=None, help=f"port to bind (default: see below; locally {DEFAULT_PORT})")
     args = parser.parse_args(argv)
+    try:
+        host, port = server_address(args.host, args.port)
+    except ValueError as error:
+        parser.error(str(error))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     log.info("%s", model_status().replace("**", ""))
-    launch(demo, server_name=args.host, server_port=args.port)
+    log.info("serving on %s:%d", host, port)
+    launch(demo, server_name=host, server_port=port)
 
 
 def launch(blocks: gr.Blocks, **kwargs: Any) -> Any:

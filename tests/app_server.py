@@ -32,13 +32,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def app_process(port: int, env: Mapping[str, str] | None = None, args: tuple[str, ...] = (),
+def app_process(port: int, env: Mapping[str, str | None] | None = None, args: tuple[str, ...] = (),
                 timeout_s: float = 120.0) -> Iterator[subprocess.Popen]:
-    """``python app.py *args`` with ``env`` added to this environment (offline Hub); yields once the page answers on
-    ``http://127.0.0.1:<port>/``, and stops the process on exit. Its output goes to a log file that is printed
-    when it fails to start."""
+    """``python app.py *args`` with ``env`` added to this environment (a None value unsets that variable; the Hub
+    is offline); yields once the page answers on ``http://127.0.0.1:<port>/``, and stops the process on exit. Its
+    output goes to a log file that is shown when it fails to start."""
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"app-{port}.log"
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
+    merged = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
+    full_env = {name: value for name, value in merged.items() if value is not None}
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "app.py", *args], cwd=ROOT, env=full_env, stdout=log,
                                    stderr=subprocess.STDOUT)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -87,8 +88,10 @@ class Tour:
                 for name in ALL_OUTPUTS}
 
     def pixels(self, name: str) -> np.ndarray:
+        """The pixels of the image an output shows, fetched from the app's server (loopback)."""
         src = self.page.locator(f"#{name} img").first.get_attribute("src") or ""
-        return np.asarray(Image.open(io.BytesIO(self.page.request.get(src).body())).convert("RGB"))
+        with urllib.request.urlopen(src, timeout=30) as response:
+            return np.asarray(Image.open(io.BytesIO(response.read())).convert("RGB"))
 
     def act(self, label: str, action: Callable[[], None], changes: Iterable[str], keeps: Iterable[str] = ()) -> None:
         """Do ``action``; wait until every output in ``changes`` shows a new image with different pixels; check
