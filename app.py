@@ -30,7 +30,7 @@ if ZERO_GPU:  # imported before torch, as the spaces package asks
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cartoon.checkpoint import CheckpointError  # noqa: E402
+from cartoon.checkpoint import REPO_ENV, REVISION_ENV, CheckpointError  # noqa: E402
 from cartoon.explorer import CONTROL_NAMES, DEFAULT_VALUES, Explorer, ViewParams  # noqa: E402
 from cartoon.image import ImageError, load_image, scale_to_fit  # noqa: E402
 from cartoon.inference import DEFAULT_MAX_SIDE, Cartoonizer  # noqa: E402
@@ -463,7 +463,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve the white-box representation explorer.", epilog=ADDRESS_HELP)
     parser.add_argument("--host", default=None, help=f"address to bind (default: see below; locally {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=None, help=f"port to bind (default: see below; locally {DEFAULT_PORT})")
+    parser.add_argument("--model", default=None, help=f"checkpoint folder or Hub repo id (default: ${REPO_ENV}, "
+                                                      "then the bundled assets/model)")
+    parser.add_argument("--revision", default=None, help=f"Hub revision of --model (default: ${REVISION_ENV}, then main)")
     args = parser.parse_args(argv)
+    if args.model:  # read where every model lookup reads it (cartoon.checkpoint.resolve_generator)
+        os.environ[REPO_ENV] = args.model
+    if args.revision:
+        os.environ[REVISION_ENV] = args.revision
     try:
         host, port = server_address(args.host, args.port)
     except ValueError as error:

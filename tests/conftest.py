@@ -19,6 +19,8 @@ from cartoon.checkpoint import save_generator  # noqa: E402
 from cartoon.image import scale_to_fit  # noqa: E402
 from cartoon.models import UNetGenerator  # noqa: E402
 
+collect_ignore_glob = ["fixtures/*"]  # data, and the script that wrote it with TensorFlow (not installed here)
+
 
 @pytest.fixture(scope="session")
 def photo() -> np.ndarray:
