@@ -1,16 +1,19 @@
-"""Training-step speed: the authors' literal step vs the fast path, at 128x128 batch 8, in one run.
+"""Training-step speed: the authors' literal step, the fast path and its structure-target paths, in one run.
 
-    python benchmarks/train_step.py [--steps 8] [--warmup 2] [--vgg-weights weights/vgg16_features.safetensors]
+    python benchmarks/train_step.py [--device cpu|cuda] [--patch 128] [--batch 8] [--steps 8] [--warmup 2]
+                                    [--vgg-weights weights/vgg16_features.safetensors] [--json PATH]
 
-Prints a table of steps/s. Uses VGG16 conv4_3 (random weights if the extracted file is missing: the speed is
-the same) and scikit-image's sample photos as data. Not a test: numbers depend on the machine.
+Prints steps/s per variant and the share of each step spent waiting for its structure targets (the host
+pool: blocked on the workers; the device path: its kernels, timed with the device synchronised around them,
+which also serialises the step a little). Uses VGG16 conv4_3 (random weights if the extracted file is
+missing: the speed is the same) and scikit-image's sample photos as data. Not a test: numbers depend on the
+machine. On a GPU: ``--device cuda --patch 256 --batch 16`` is the issue's setting.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -24,18 +27,22 @@ from PIL import Image  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 from skimage import data as samples  # noqa: E402
 
-from benchmarks.timing import Timing, add_json_option, write_json  # noqa: E402
+from benchmarks.timing import Timing, add_json_option, machine, write_json  # noqa: E402
 from cartoon.representations import structure  # noqa: E402
 from train.data import load_training_data  # noqa: E402
 from train.options import parse  # noqa: E402
 from train.perceptual import VGG16_CONV4_3  # noqa: E402
+from train.superpixels import DeviceStructure  # noqa: E402
 from train.trainer import Trainer  # noqa: E402
 
 VARIANTS = {
-    "literal port (fp32, NCHW, G x3, superpixels inline, VGG per loss)": ["--literal"],
-    "fast, fp32 (one G pass, shared VGG, 2 superpixel workers, channels_last)": ["--bf16", "off"],
-    "fast, bf16 autocast": ["--bf16", "on"],
-    "fast, bf16, superpixels inline": ["--bf16", "on", "--superpixel-workers", "0"],
+    "pretrain (L1 reconstruction)": ["pretrain"],
+    "literal port (fp32, NCHW, G x3, superpixels inline, VGG per loss)": ["adversarial", "--literal"],
+    "fast, fp32, host superpixels (2 workers)": ["adversarial", "--bf16", "off", "--structure-on", "host"],
+    "fast, bf16, host superpixels (2 workers)": ["adversarial", "--bf16", "on", "--structure-on", "host"],
+    "fast, bf16, host superpixels inline": ["adversarial", "--bf16", "on", "--structure-on", "host",
+                                            "--superpixel-workers", "0"],
+    "fast, bf16, structure on the device (torch SLIC)": ["adversarial", "--bf16", "on", "--structure-on", "device"],
 }
 
 
@@ -47,28 +54,49 @@ def make_data(root: Path) -> None:
             Image.fromarray(img if kind == "photos" else structure(img)).save(root / kind / f"{index}.png")
 
 
-def time_variant(root: Path, weights: Path, extra: list[str], steps: int, warmup: int) -> Timing:
-    """Seconds per step, each step timed on its own after ``warmup`` untimed steps."""
-    args = parse(["adversarial", "--photos", str(root / "photos"), "--cartoons", str(root / "cartoons"),
-                  "--patch-size", "128", "--batch-size", "8", "--perceptual", "vgg16", "--vgg-weights", str(weights),
-                  "--run-dir", str(root / "run"), "--no-tensorboard", *extra])
-    trainer = Trainer(args)
-    data = load_training_data(args)
+def time_variant(root: Path, weights: Path, extra: list[str], args: argparse.Namespace) -> tuple[Timing, float | None]:
+    """Seconds per step (each timed on its own after the warm-up) and the share spent waiting for structure."""
+    command, *flags = extra
+    options = [command, "--photos", str(root / "photos"), "--patch-size", str(args.patch), "--batch-size",
+               str(args.batch), "--run-dir", str(root / "run"), "--no-tensorboard", "--device", args.device, *flags]
+    if command == "adversarial":
+        options += ["--cartoons", str(root / "cartoons"), "--perceptual", "vgg16", "--vgg-weights", str(weights)]
+    trainer = Trainer(parse(options))
+    data = load_training_data(trainer.args)
+    data.place(trainer.device)
+    if isinstance(getattr(trainer, "superpixels", None), DeviceStructure):
+        trainer.superpixels.synchronize = True
+    sync = trainer.device.type == "cuda"
     try:
-        seconds = []
-        for index in range(warmup + steps):
+        seconds, waited = [], 0.0
+        for index in range(args.warmup + args.steps):
+            if index == args.warmup and hasattr(trainer, "superpixels"):
+                trainer.superpixels.waited_s = 0.0
             start = time.perf_counter()
-            trainer.step(data.batch(index, 8, 128, trainer.data_rng))
+            losses = trainer.step(data.batch(index, args.batch, args.patch, trainer.data_rng))
+            if sync:
+                torch.cuda.synchronize()
             seconds.append(time.perf_counter() - start)
-        return Timing.of(seconds[warmup:])
+        trainer.verify_finite()
+        del losses
+        if hasattr(trainer, "superpixels"):
+            waited = trainer.superpixels.waited_s
+        timing = Timing.of(seconds[args.warmup:])
+        uses_targets = command == "adversarial" and "--literal" not in flags  # the literal step computes them inline
+        return timing, (waited / sum(seconds[args.warmup:]) if uses_targets else None)
     finally:
-        trainer.superpixels.close()
+        if hasattr(trainer, "superpixels"):
+            trainer.superpixels.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--patch", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--only", default=None, help="run only the variants whose name contains this text")
     parser.add_argument("--vgg-weights", type=Path, default=Path("weights/vgg16_features.safetensors"))
     add_json_option(parser)
     args = parser.parse_args()
@@ -82,17 +110,18 @@ def main() -> None:
 
             weights = root / "vgg16-random.safetensors"
             save_file(vgg16(weights=None).features[:VGG16_CONV4_3].state_dict(), str(weights))
-        print(f"# train step, 128x128 x batch 8 | {platform.processor() or platform.machine()} | "
-              f"torch {torch.__version__} | {torch.get_num_threads()} threads | {os.cpu_count()} CPUs")
-        print("| variant | steps/s (median) | s/step: median (quartiles) | vs literal |\n|---|---|---|---|")
-        baseline = None
+        info = machine()
+        print(f"# train step, {args.patch}x{args.patch} x batch {args.batch} on {args.device} | {info['cpu']} | "
+              f"{info['cuda'] or 'no GPU'} | torch {info['torch']} | {info['threads']} threads | {info['cpus']} CPUs")
+        print("| variant | steps/s (median) | s/step: median (quartiles) | waiting for structure |\n|---|---|---|---|")
         for name, extra in VARIANTS.items():
-            timing = time_variant(root, weights, extra, args.steps, args.warmup)
-            baseline = baseline or timing.median
-            print(f"| {name} | {1 / timing.median:.3f} | {timing.median:.2f} ({timing.q1:.2f}-{timing.q3:.2f}) | "
-                  f"{baseline / timing.median:.2f}x |", flush=True)
-            rows.append({"variant": name, "seconds_per_step": timing})
-    write_json(args.json, "train_step", rows, patch=128, batch=8)
+            if args.only and args.only not in name:
+                continue
+            timing, waiting = time_variant(root, weights, extra, args)
+            print(f"| {name} | {1 / timing.median:.2f} | {timing.median:.3f} ({timing.q1:.3f}-{timing.q3:.3f}) | "
+                  f"{'-' if waiting is None else f'{100 * waiting:.0f}%'} |", flush=True)
+            rows.append({"variant": name, "seconds_per_step": timing, "structure_wait_share": waiting})
+    write_json(args.json, "train_step", rows, patch=args.patch, batch=args.batch, device=args.device)
 
 
 if __name__ == "__main__":

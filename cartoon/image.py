@@ -171,13 +171,14 @@ def _to_unit_range(arr: np.ndarray, sixteen_bit: bool) -> np.ndarray:
 
 
 def to_tensor(
-    images: np.ndarray, device: torch.device | str | None = None, like: torch.Tensor | None = None
+    images: np.ndarray | torch.Tensor, device: torch.device | str | None = None, like: torch.Tensor | None = None
 ) -> torch.Tensor:
     """uint8 RGB -> float tensor in ``[-1, 1]`` (``x / 127.5 - 1``): the one way into the inner contract.
 
     Args:
-        images: ``(H, W, 3)`` (one image) or ``(B, H, W, 3)`` (a batch), uint8 RGB.
-        device: where the tensor goes (default: the CPU, or ``like``'s device).
+        images: ``(H, W, 3)`` (one image) or ``(B, H, W, 3)`` (a batch), uint8 RGB: a NumPy array, or a uint8
+            torch tensor (already on a device: the conversion happens there).
+        device: where the tensor goes (default: where ``images`` are, or ``like``'s device).
         like: take dtype, device and memory format (channels_last or not) from this tensor.
 
     Returns:
@@ -187,16 +188,22 @@ def to_tensor(
         >>> to_tensor(np.zeros((4, 5, 3), np.uint8)).shape
         torch.Size([1, 3, 4, 5])
     """
-    if isinstance(images, np.ndarray) and images.ndim == 4:
-        if images.dtype != np.uint8 or images.shape[3] != 3 or min(images.shape[:3]) < 1:
-            raise ValueError(f"images: expected (B, H, W, 3) uint8 RGB, got {images.shape} {images.dtype}")
+    if isinstance(images, torch.Tensor):
+        if images.dtype != torch.uint8 or images.ndim not in (3, 4) or images.shape[-1] != 3 or images.numel() == 0:
+            raise ValueError(f"images: expected (H, W, 3) or (B, H, W, 3) uint8 RGB, got {tuple(images.shape)} {images.dtype}")
+        x = images if images.ndim == 4 else images[None]
     else:
-        images = check_image(images)[None]
-    array = np.ascontiguousarray(images)
-    if not array.flags.writeable:  # torch.from_numpy wants writable memory
-        array = array.copy()
+        if isinstance(images, np.ndarray) and images.ndim == 4:
+            if images.dtype != np.uint8 or images.shape[3] != 3 or min(images.shape[:3]) < 1:
+                raise ValueError(f"images: expected (B, H, W, 3) uint8 RGB, got {images.shape} {images.dtype}")
+        else:
+            images = check_image(images)[None]
+        array = np.ascontiguousarray(images)
+        if not array.flags.writeable:  # torch.from_numpy wants writable memory
+            array = array.copy()
+        x = torch.from_numpy(array)
     target = device if device is not None else (like.device if like is not None else None)
-    x = torch.from_numpy(array).to(device=target).permute(0, 3, 1, 2)
+    x = x.to(device=target).permute(0, 3, 1, 2)
     x = x.to(like.dtype if like is not None and like.is_floating_point() else torch.float32).div_(127.5).sub_(1.0)
     if like is not None and _is_channels_last(like):
         return x.contiguous(memory_format=torch.channels_last)

@@ -1,7 +1,9 @@
 """Unpaired image folders, decoded once into memory, sampled as random patches by a seeded generator.
 
-Sampling draws every random choice (image, crop, flip) from one ``torch.Generator`` whose state is saved in
-checkpoints, so a resumed run sees exactly the batches the uninterrupted run would have seen.
+Sampling draws every random choice (image, crop, flip) from one ``torch.Generator`` on the CPU whose state is
+saved in checkpoints, so a resumed run sees exactly the batches the uninterrupted run would have seen. The
+decoded images are uint8 tensors; :meth:`TrainingData.place` moves them to the training device when they fit,
+after which a batch is cut, flipped and converted there: no image crosses from the host during training.
 """
 
 from __future__ import annotations
@@ -36,10 +38,13 @@ def split_held_out(paths: list[Path], count: int) -> tuple[list[Path], list[Path
 
 @dataclass
 class ImageFolder:
-    """Decoded images of one folder, each downscaled so its short side is <= ``max_side`` and >= ``patch``."""
+    """Decoded images of one folder, each downscaled so its short side is <= ``max_side`` and >= ``patch``.
+
+    ``images`` are ``(H, W, 3)`` uint8 tensors, on the CPU until :meth:`to` moves them.
+    """
 
     name: str
-    images: list[np.ndarray]
+    images: list[torch.Tensor]
     paths: list[Path]
 
     @classmethod
@@ -54,14 +59,24 @@ class ImageFolder:
             if min(img.shape[:2]) < patch:  # enlarge small images to fit one patch
                 factor = patch / min(img.shape[:2])
                 img = resize_to(img, max(patch, round(img.shape[0] * factor)), max(patch, round(img.shape[1] * factor)))
-            images.append(img)
+            images.append(torch.from_numpy(np.ascontiguousarray(img)))
             kept.append(path)
         if not images:
             raise ValueError(f"{name}: no readable images among {len(paths)} files")
         return cls(name, images, kept)
 
+    @property
+    def nbytes(self) -> int:
+        return sum(img.numel() for img in self.images)
+
+    def to(self, device: torch.device) -> "ImageFolder":
+        """Move the decoded images to ``device`` (in place); returns self."""
+        self.images = [img.to(device) for img in self.images]
+        return self
+
     def sample(self, batch: int, patch: int, generator: torch.Generator) -> torch.Tensor:
-        """``(batch, 3, patch, patch)`` float in ``[-1, 1]``: random images, crops and horizontal flips."""
+        """``(batch, 3, patch, patch)`` float in ``[-1, 1]`` on the images' device: random images, crops and
+        horizontal flips. The random draws come from ``generator`` on the CPU (no device synchronisation)."""
         picks = torch.randint(len(self.images), (batch,), generator=generator).tolist()
         crops = []
         for index in picks:
@@ -70,9 +85,9 @@ class ImageFolder:
             left = int(torch.randint(img.shape[1] - patch + 1, (1,), generator=generator))
             crop = img[top : top + patch, left : left + patch]
             if bool(torch.randint(2, (1,), generator=generator)):
-                crop = crop[:, ::-1]
+                crop = crop.flip(1)
             crops.append(crop)
-        return to_tensor(np.stack(crops))
+        return to_tensor(torch.stack(crops))
 
     def center_crops(self, count: int, patch: int) -> torch.Tensor:
         """Fixed samples for the sample grid: the centre crops of the first ``count`` images."""
@@ -80,7 +95,7 @@ class ImageFolder:
         for img in self.images[:count]:
             top, left = (img.shape[0] - patch) // 2, (img.shape[1] - patch) // 2
             crops.append(img[top : top + patch, left : left + patch])
-        return to_tensor(np.stack(crops))
+        return to_tensor(torch.stack(crops))
 
 
 @dataclass
@@ -94,11 +109,29 @@ class TrainingData:
     face_every: int
     held_out: list[Path]
 
-    def counts(self) -> dict[str, int]:
-        """Images per folder in use, by name."""
+    def folders(self) -> dict[str, ImageFolder]:
+        """The folders in use, by name."""
         folders = {"photos": self.photos, "cartoons": self.cartoons, "photo_faces": self.photo_faces,
                    "cartoon_faces": self.cartoon_faces}
-        return {name: len(folder.images) for name, folder in folders.items() if folder is not None}
+        return {name: folder for name, folder in folders.items() if folder is not None}
+
+    def counts(self) -> dict[str, int]:
+        """Images per folder in use, by name."""
+        return {name: len(folder.images) for name, folder in self.folders().items()}
+
+    def place(self, device: torch.device, share_of_free: float = 0.25) -> bool:
+        """Move every folder's images to ``device`` if they take at most ``share_of_free`` of its free memory
+        (always on the CPU); returns whether they moved. Batches are then cut on the device."""
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            needed = sum(folder.nbytes for folder in self.folders().values())
+            if needed > share_of_free * free:
+                log.info("training images (%.1f GB) stay on the host: more than %.0f%% of the GPU's free memory",
+                         needed / 1e9, 100 * share_of_free)
+                return False
+        for folder in self.folders().values():
+            folder.to(device)
+        return True
 
     def batch(self, step: int, size: int, patch: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         faces = self.photo_faces is not None and step % self.face_every == 0

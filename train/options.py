@@ -68,6 +68,11 @@ def _add_training_options(parser: argparse.ArgumentParser, adversarial: bool) ->
     speed.add_argument("--bf16", default="auto", choices=["auto", "on", "off"],
                        help="bf16 autocast for G/D/VGG (auto: CUDA, or a CPU with avx512_bf16/AMX)")
     speed.add_argument("--superpixel-workers", type=int, default=2, help="processes computing superpixels (0: inline)")
+    if adversarial:
+        speed.add_argument("--structure-on", default="auto", choices=["auto", "host", "device"],
+                           help="where structure targets are computed: host (scikit-image in --superpixel-workers "
+                                "processes) or device (batched SLIC in torch on the training device); auto: device "
+                                "on CUDA, host on the CPU (faster there)")
     speed.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
 
     output = parser.add_argument_group("output")
@@ -130,6 +135,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         for name in ("steps", "batch_size", "log_every", "sample_every", "save_every", "keep_last", "face_every"):
             if getattr(args, name) < 1:
                 parser.error(f"--{name.replace('_', '-')} must be >= 1")
+        if getattr(args, "structure_on", "auto") == "device" and (args.structure != "slic" or args.literal):
+            parser.error("--structure-on device needs SLIC targets (--structure slic) and the fast step (no --literal)")
         if args.resume not in (None, "latest") and not Path(args.resume).is_dir():
             parser.error(f"--resume: {args.resume} is not a checkpoint folder (or use 'latest')")
     return args

@@ -26,7 +26,6 @@ from contextlib import nullcontext
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
@@ -52,7 +51,7 @@ from train.losses import (
 )
 from train.options import options_table, save_options, to_jsonable
 from train.perceptual import load_perceptual
-from train.superpixels import SuperpixelPool
+from train.superpixels import DeviceStructure, SuperpixelPool, resolve_structure_path
 
 log = logging.getLogger("train")
 
@@ -86,6 +85,7 @@ class Trainer:
         self.run_dir = args.run_dir or Path("runs") / f"{args.command}-{time.strftime('%Y%m%d-%H%M%S')}"
         self.step_index = 0
         self.elapsed_before = 0.0
+        self._unchecked: list[tuple[int, tuple[str, ...], torch.Tensor]] = []
 
         torch.manual_seed(args.seed)
         self.data_rng = torch.Generator().manual_seed(args.seed * 1000 + self.rank)
@@ -101,8 +101,11 @@ class Trainer:
             algorithm = "felzenszwalb" if args.structure == "felzenszwalb" else "slic"
             self.structure_params = StructureParams(algorithm=algorithm, n_segments=args.segments, merge_to=args.segments
                                                     if algorithm == "felzenszwalb" else None)
-            workers = 0 if self.literal else args.superpixel_workers
-            self.superpixels = SuperpixelPool(self.structure_params, workers)
+            self.structure_on = resolve_structure_path(args.structure_on, self.device, self.literal, algorithm)
+            if self.structure_on == "device":
+                self.superpixels = DeviceStructure(self.structure_params)
+            else:
+                self.superpixels = SuperpixelPool(self.structure_params, 0 if self.literal else args.superpixel_workers)
             self.weights = {name: getattr(args, f"w_{name}") for name in ("surface", "texture", "structure", "content", "tv", "colour")}
         if self.channels_last:
             for module in self._modules():
@@ -147,15 +150,16 @@ class Trainer:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     # ---------------------------------------------------------------------------------------------- steps
-    def step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One iteration on ``{"photo": (B,3,H,W)[, "cartoon": ...]}`` in [-1, 1]; returns the named losses."""
+    def step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One iteration on ``{"photo": (B,3,H,W)[, "cartoon": ...]}`` in [-1, 1]; returns the named losses as
+        detached 0-d tensors on the device (reading them is the caller's choice: it waits for the device)."""
         photo = self._prepare(batch["photo"])
         if not self.adversarial:
             return self._pretrain_step(photo)
         cartoon = self._prepare(batch["cartoon"])
         return self._literal_step(photo, cartoon) if self.literal else self._fast_step(photo, cartoon)
 
-    def _pretrain_step(self, photo: torch.Tensor) -> dict[str, float]:
+    def _pretrain_step(self, photo: torch.Tensor) -> dict[str, torch.Tensor]:
         with self._autocast():
             output = self.g_train(photo)
         loss = reconstruction_l1(output, photo)
@@ -163,7 +167,7 @@ class Trainer:
         self.g_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.g_opt.step()
-        return {"reconstruction": loss.item()}
+        return {"reconstruction": loss.detach()}
 
     def _filtered_output(self, photo: torch.Tensor) -> torch.Tensor:
         """``guided_filter(x, G(x), r=1, eps=1e-2)``: what every loss sees (the authors' training graph); G under
@@ -194,7 +198,7 @@ class Trainer:
             self.d_surface.requires_grad_(trainable)
             self.d_texture.requires_grad_(trainable)
 
-    def _fast_step(self, photo: torch.Tensor, cartoon: torch.Tensor) -> dict[str, float]:
+    def _fast_step(self, photo: torch.Tensor, cartoon: torch.Tensor) -> dict[str, torch.Tensor]:
         output = self._filtered_output(photo)
         pending = self.superpixels.submit(output)  # runs in the workers while we go on
         gray_fake, gray_cartoon = color_shift(output, cartoon.float(), generator=self.shift_rng)
@@ -211,7 +215,7 @@ class Trainer:
         losses = self._generator_update(self._generator_losses(
             photo, output, blur_fake, gray_fake, (vgg_output, vgg_photo), vgg_output, structure_features))
         d_losses = self._discriminator_step(self._surface(cartoon.float()), blur_fake, gray_cartoon, gray_fake)
-        return {name: value.item() for name, value in {**losses, **d_losses}.items()}
+        return {name: value.detach() for name, value in {**losses, **d_losses}.items()}
 
     def _generator_losses(
         self,
@@ -251,7 +255,7 @@ class Trainer:
         self._set_discriminators_trainable(True)
         return losses
 
-    def _literal_step(self, photo: torch.Tensor, cartoon: torch.Tensor) -> dict[str, float]:
+    def _literal_step(self, photo: torch.Tensor, cartoon: torch.Tensor) -> dict[str, torch.Tensor]:
         # 1. The authors' first sess.run: G's output only, for the superpixel target (inline).
         with torch.no_grad():
             structure_target = structure_batch(self._filtered_output(photo), self.structure_params)
@@ -270,16 +274,32 @@ class Trainer:
             output = self._filtered_output(photo)
         gray_fake, gray_cartoon = color_shift(output, cartoon, generator=self.shift_rng)
         d_losses = self._discriminator_step(self._surface(cartoon), self._surface(output), gray_cartoon, gray_fake)
-        return {name: value.item() for name, value in {**losses, **d_losses}.items()}
+        return {name: value.detach() for name, value in {**losses, **d_losses}.items()}
 
     def _check_finite(self, losses: dict[str, torch.Tensor]) -> None:
-        bad = [name for name, value in losses.items() if not torch.isfinite(value).all()]
-        if bad:
-            latest = checkpoints.latest_checkpoint(self.run_dir)
-            raise TrainingDiverged(
-                f"loss {', '.join(bad)} became NaN/inf at step {self.step_index + 1}; nothing was saved from this state. "
-                f"Last good checkpoint: {latest or 'none'}. Try a lower --lr, --bf16 off, or check the data."
-            )
+        """Note whether this step's losses are finite, without waiting for the device: :meth:`verify_finite`
+        (at log and save steps) reads all the notes at once."""
+        flags = torch.stack([torch.isfinite(value.detach()).all() for value in losses.values()])
+        self._unchecked.append((self.step_index + 1, tuple(losses), flags))
+
+    def verify_finite(self) -> None:
+        """Raise :class:`TrainingDiverged` naming the first step and losses that went NaN/inf since the last check."""
+        if not self._unchecked:
+            return
+        flags = torch.cat([f for _, _, f in self._unchecked]).cpu().tolist()  # one wait for the device
+        position = 0
+        for step, names, step_flags in self._unchecked:
+            ok = flags[position : position + len(names)]
+            position += len(names)
+            bad = [name for name, good in zip(names, ok) if not good]
+            if bad:
+                self._unchecked = []
+                latest = checkpoints.latest_checkpoint(self.run_dir)
+                raise TrainingDiverged(
+                    f"loss {', '.join(bad)} became NaN/inf at step {step}; nothing was saved from this state. "
+                    f"Last good checkpoint: {latest or 'none'}. Try a lower --lr, --bf16 off, or check the data."
+                )
+        self._unchecked = []
 
     # ------------------------------------------------------------------------------------ checkpointing
     def parts(self) -> checkpoints.TrainingParts:
@@ -291,11 +311,13 @@ class Trainer:
             parts.modules.update(d_surface=self.d_surface, d_texture=self.d_texture)
         return parts
 
-    def save(self, metrics: dict[str, float] | None = None) -> Path | None:
+    def save(self, losses: dict[str, torch.Tensor] | None = None) -> Path | None:
+        self.verify_finite()  # never save a diverged state
         if not self.is_main:
             return None
+        metrics = {name: float(value) for name, value in (losses or {}).items()}
         state = {"step": self.step_index, "command": self.args.command, "elapsed_s": self.elapsed(),
-                 "metrics": metrics or {}, "options": to_jsonable(self.args)}
+                 "metrics": metrics, "options": to_jsonable(self.args)}
         try:
             return checkpoints.save_training(self.run_dir, self.step_index, self.parts(), state, self.args.keep_last)
         except OSError as error:
@@ -322,18 +344,19 @@ class Trainer:
             else:
                 self.resume(folder)
         data = load_training_data(args)
+        on_device = data.place(self.device)
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_options(args, self.run_dir)
             (self.run_dir / "held_out.txt").write_text("".join(f"{p}\n" for p in data.held_out))
             print(options_table(args))
         run_log = RunLog(self.run_dir, enabled=self.is_main, tensorboard=not args.no_tensorboard)
-        run_log.header(data.counts(), self._description(len(data.held_out)))
+        run_log.header(data.counts(), self._description(len(data.held_out), on_device))
         samples = data.photos.center_crops(SAMPLE_COUNT, min(args.patch_size, 256)).to(self.device)
         stop = {"requested": False}
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True)) if self.is_main else None
         deadline = None if args.max_minutes is None else time.perf_counter() + 60 * args.max_minutes
-        running: dict[str, list[float]] = {}
+        running: dict[str, list[torch.Tensor]] = {}
         last_checkpoint = None
         interval_start = time.perf_counter()
         bar = tqdm(total=args.steps, initial=self.step_index, desc=args.command, unit="step", disable=not self.is_main,
@@ -347,8 +370,9 @@ class Trainer:
                 for name, value in losses.items():
                     running.setdefault(name, []).append(value)
                 if self.step_index % args.log_every == 0 or self.step_index == args.steps:
+                    self.verify_finite()
                     rate = len(next(iter(running.values()))) / max(time.perf_counter() - interval_start, 1e-9)
-                    metrics = {name: float(np.mean(values)) for name, values in running.items()}
+                    metrics = {name: torch.stack(values).float().mean().item() for name, values in running.items()}
                     run_log.scalars(self.step_index, self.elapsed(), rate, metrics, bar)
                     running, interval_start = {}, time.perf_counter()
                 if self.step_index % args.sample_every == 0:
@@ -373,10 +397,14 @@ class Trainer:
                 dist.destroy_process_group()
         return last_checkpoint
 
-    def _description(self, held_out: int) -> str:
-        """The header's second half: batch, processes, device, threads and step path."""
-        path = "literal" if self.literal else f"fast (bf16={'on' if self.bf16 else 'off'}, channels_last, " \
-                                              f"{getattr(self.args, 'superpixel_workers', 0)} superpixel workers)"
+    def _description(self, held_out: int, images_on_device: bool) -> str:
+        """The header's second half: batch, processes, device, threads, where the data and structure targets live."""
+        structure = ""
+        if self.adversarial:
+            structure = (", structure targets on the device" if self.structure_on == "device" else
+                         f", {0 if self.literal else self.args.superpixel_workers} superpixel workers")
+        path = "literal" if self.literal else f"fast (bf16={'on' if self.bf16 else 'off'}, channels_last{structure})"
+        where = "on the device" if images_on_device and self.device.type != "cpu" else "in host memory"
         perceptual = f", perceptual: {self.perceptual.name}" if self.adversarial else ""
         return (f"held out {held_out}, batch {self.args.batch_size}x{self.args.patch_size}^2 x {self.world} process(es), "
-                f"device {self.device}, {torch.get_num_threads()} threads, {path}{perceptual}")
+                f"device {self.device}, {torch.get_num_threads()} threads, images {where}, {path}{perceptual}")

@@ -88,10 +88,16 @@ def test_held_out_split_is_deterministic(tmp_path):
 
 
 def test_sampling_is_reproducible_and_in_range():
-    folder = ImageFolder("x", [np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)], [])
+    image = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    folder = ImageFolder("x", [torch.from_numpy(image)], [])
     a = folder.sample(3, 16, torch.Generator().manual_seed(1))
     b = folder.sample(3, 16, torch.Generator().manual_seed(1))
     assert torch.equal(a, b) and a.shape == (3, 3, 16, 16) and a.min() >= -1 and a.max() <= 1
+    # Every sample is a crop of the image, flipped or not, at the exact pixel values.
+    crops = np.rint((a.permute(0, 2, 3, 1).numpy() + 1) * 127.5).astype(np.uint8)
+    windows = [image[t : t + 16, l : l + 16] for t in range(25) for l in range(35)]
+    for crop in crops:
+        assert any(np.array_equal(crop, w) or np.array_equal(crop, w[:, ::-1]) for w in windows)
 
 
 def test_optimizer_round_trip(tmp_path):
