@@ -36,6 +36,7 @@ from cartoon.image import ImageError, load_image, scale_to_fit  # noqa: E402
 from cartoon.inference import DEFAULT_MAX_SIDE, Cartoonizer  # noqa: E402
 from cartoon.representations import weights_from_seed  # noqa: E402
 from cartoon.representations.texture import WEIGHT_RANGES  # noqa: E402
+from cartoon.video import VideoResult, cartoonize_video  # noqa: E402
 
 log = logging.getLogger("app")
 
@@ -43,6 +44,9 @@ ROOT = Path(__file__).resolve().parent
 EXAMPLES_DIR = ROOT / "assets" / "examples"
 MAX_UPLOAD_MB = 20
 MAX_MEGAPIXELS = 25
+VIDEO_MAX_SECONDS = float(os.environ.get("CARTOON_VIDEO_MAX_SECONDS", "30"))
+VIDEO_MAX_MB = int(os.environ.get("CARTOON_VIDEO_MAX_MB", "100"))
+"""Limits of the Video tab (environment variables: a GPU Space can afford longer clips)."""
 QUEUE_SIZE = 32
 ALGORITHM_CHOICES = [("Felzenszwalb (paper)", "felzenszwalb"), ("SLIC (authors' training code)", "slic")]
 
@@ -116,8 +120,17 @@ def photo_path(payload: Any) -> Path:
 
 
 def load_upload(payload: Any) -> np.ndarray:
-    """Decode an upload within the app's pixel cap (uint8 RGB, upright)."""
-    return load_image(photo_path(payload), max_pixels=MAX_MEGAPIXELS * 1_000_000)
+    """Decode an upload within the app's size and pixel caps (uint8 RGB, upright)."""
+    path = photo_path(payload)
+    check_size(path, MAX_UPLOAD_MB, "photos")
+    return load_image(path, max_pixels=MAX_MEGAPIXELS * 1_000_000)
+
+
+def check_size(path: Path, limit_mb: float, kind: str) -> None:
+    """Refuse a file over ``limit_mb`` (the server's upload cap is the larger of the photo and video limits)."""
+    size = path.stat().st_size if path.is_file() else 0
+    if size > limit_mb * 1_000_000:
+        raise ImageError(f"{path.name} is {size / 1e6:.0f} MB; the limit for {kind} is {limit_mb:g} MB.")
 
 
 def register(payload: Any) -> str:
@@ -242,6 +255,34 @@ def full_size(payload: Any) -> np.ndarray:
     return scale_to_fit(load_upload(payload), short_side=DEFAULT_MAX_SIDE)
 
 
+@on_gpu
+def run_video(source: Path, target: Path, stabilize: bool, progress: Callable[[int, int], None]) -> VideoResult:
+    """The video frame loop (wrapped by ``spaces.GPU`` on ZeroGPU): decode, cartoonize in batches, encode."""
+    cartoonizer = get_cartoonizer()
+    try:
+        return cartoonize_video(source, target, cartoonizer.cartoonize_frames, max_side=DEFAULT_MAX_SIDE,
+                                stabilize=stabilize, max_seconds=VIDEO_MAX_SECONDS,
+                                max_pixels=MAX_MEGAPIXELS * 1_000_000, progress=progress)
+    finally:
+        release_memory()
+
+
+@user_errors
+def cartoonize_clip(video: Any, stabilize: Any = True, progress: gr.Progress = gr.Progress()) -> str:
+    """Public API: a clip's cartoon as an H.264 MP4 (same timing and sound, short side <= 720 px)."""
+    if video is None:
+        raise ImageError("Upload a video first.")
+    source = photo_path({"path": video} if isinstance(video, (str, os.PathLike)) else video)
+    check_size(source, VIDEO_MAX_MB, "videos")
+    folder = Path(tempfile.mkdtemp(prefix="cartoon-video-", dir=_allowed_roots()[1]))
+    target = folder / f"{source.stem}-cartoon.mp4"
+    progress(0, desc="Reading the clip")
+    result = run_video(source, target, bool(stabilize),
+                       lambda done, total: progress((done, total), desc="Cartoonizing frames", unit="frames"))
+    log.info("video %s: %d frames at %.1f frames/s", source.name, result.frames, result.frames_per_second)
+    return str(result.path)
+
+
 def reseed(seed: Any) -> tuple[float, float, float, int]:
     """UI: a new random draw of colour-shift weights from the authors' ranges."""
     seed = int(seed or 0) + 1
@@ -284,6 +325,11 @@ is *not* the mix on the right. *Full size* renders with the short side up to 720
 weight shows what that representation contributes — as raising λ in training pushes the cartoon towards it
 (paper Fig. 8: more surface → smoother, more texture → more detail, more structure → blockier).""",
 }
+
+VIDEO_HELP = """Cartoonize a clip: every frame goes through the generator, the sound is kept, the timing too.
+Clips up to **{seconds:g} s** and **{mb} MB** (MP4, MOV, WebM, …); the cartoon's short side is at most 720 px.
+*Stabilise* blends each frame with the previous one moved along the optical flow, where the flow fits, which
+calms the flicker of flat areas. On this server's CPU expect a few frames per second."""
 
 CSS = """
 .view-image img { object-fit: contain; }
@@ -341,47 +387,57 @@ def build_demo() -> gr.Blocks:
         status = gr.Markdown("**Model:** loading…", elem_id="status")
         key_state = gr.State(None)
 
-        with gr.Row(equal_height=True):
-            photo = _view("Photo", "photo", type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
-                          elem_id="photo")
-            surface_view = _view("Surface", "surface", interactive=False, elem_id="surface")
-            structure_view = _view("Structure", "structure", interactive=False, elem_id="structure")
-            texture_view = _view("Texture", "texture", interactive=False, elem_id="texture")
-            cartoon_view = _view("Cartoon", "cartoon", interactive=False, elem_id="cartoon")
+        with gr.Tabs():
+            with gr.Tab("Photo", id="photo"):
+                with gr.Row(equal_height=True):
+                    photo = _view("Photo", "photo", type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
+                                  elem_id="photo")
+                    surface_view = _view("Surface", "surface", interactive=False, elem_id="surface")
+                    structure_view = _view("Structure", "structure", interactive=False, elem_id="structure")
+                    texture_view = _view("Texture", "texture", interactive=False, elem_id="texture")
+                    cartoon_view = _view("Cartoon", "cartoon", interactive=False, elem_id="cartoon")
 
-        examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.jpg"))
-        gr.Examples(examples=examples, inputs=[photo], label="Example photos (credits: assets/examples/CREDITS.md)",
-                    examples_per_page=10)
+                examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.jpg"))
+                gr.Examples(examples=examples, inputs=[photo], label="Example photos (credits: assets/examples/CREDITS.md)",
+                            examples_per_page=10)
 
-        with gr.Row():
-            with gr.Column(scale=2):
-                with gr.Group():
-                    gr.Markdown("### Representation weights")
-                    place("surface_weight", "structure_weight", "texture_weight")
-                    gr.Markdown("These weights drive the white-box mix. The loaded generator was trained with fixed "
-                                "weights, so they do not change its cartoon.")
-                render = gr.Button("Render cartoon at full size (short side ≤ 720 px)", variant="primary", elem_id="render")
-            with gr.Column(scale=3, min_width=240):
-                mix_view = _view("White-box mix", "mix", interactive=False, elem_id="mix")
-            with gr.Column(scale=3, min_width=240):
-                before_after = gr.ImageSlider(label="Before / after", format="png", buttons=["download", "fullscreen"],
-                                              interactive=False, elem_id="before-after")
+                with gr.Row():
+                    with gr.Column(scale=2):
+                        with gr.Group():
+                            gr.Markdown("### Representation weights")
+                            place("surface_weight", "structure_weight", "texture_weight")
+                            gr.Markdown("These weights drive the white-box mix. The loaded generator was trained with fixed "
+                                        "weights, so they do not change its cartoon.")
+                        render = gr.Button("Render cartoon at full size (short side ≤ 720 px)", variant="primary", elem_id="render")
+                    with gr.Column(scale=3, min_width=240):
+                        mix_view = _view("White-box mix", "mix", interactive=False, elem_id="mix")
+                    with gr.Column(scale=3, min_width=240):
+                        before_after = gr.ImageSlider(label="Before / after", format="png", buttons=["download", "fullscreen"],
+                                                      interactive=False, elem_id="before-after")
 
-        with gr.Row():
-            with gr.Column():
-                with gr.Accordion("Surface: guided filter", open=True):
-                    place("radius", "eps")
-            with gr.Column():
-                with gr.Accordion("Structure: superpixels", open=True):
-                    place("algorithm", "scale", "sigma", "min_size", "n_segments", "merge_to")
-            with gr.Column():
-                with gr.Accordion("Texture: random colour shift", open=True):
-                    place("red", "green", "blue")
-                    seed = gr.Number(value=0, precision=0, label="Seed", interactive=False, elem_id="seed")
-                    reseed_button = gr.Button("Reseed colour shift", elem_id="reseed")
+                with gr.Row():
+                    with gr.Column():
+                        with gr.Accordion("Surface: guided filter", open=True):
+                            place("radius", "eps")
+                    with gr.Column():
+                        with gr.Accordion("Structure: superpixels", open=True):
+                            place("algorithm", "scale", "sigma", "min_size", "n_segments", "merge_to")
+                    with gr.Column():
+                        with gr.Accordion("Texture: random colour shift", open=True):
+                            place("red", "green", "blue")
+                            seed = gr.Number(value=0, precision=0, label="Seed", interactive=False, elem_id="seed")
+                            reseed_button = gr.Button("Reseed colour shift", elem_id="reseed")
 
-        gr.Markdown(f"Photos up to **{MAX_UPLOAD_MB} MB** and **{MAX_MEGAPIXELS} megapixels** (JPEG, PNG, WebP, …). "
-                    f"Views are computed at preview size (long side 512 px). Nothing you upload is kept.")
+                gr.Markdown(f"Photos up to **{MAX_UPLOAD_MB} MB** and **{MAX_MEGAPIXELS} megapixels** (JPEG, PNG, WebP, …). "
+                            f"Views are computed at preview size (long side 512 px). Nothing you upload is kept.")
+            with gr.Tab("Video", id="video"):
+                gr.Markdown(VIDEO_HELP.format(seconds=VIDEO_MAX_SECONDS, mb=VIDEO_MAX_MB))
+                with gr.Row(equal_height=True):
+                    clip = gr.Video(label="Clip", sources=["upload"], elem_id="video-in")
+                    clip_cartoon = gr.Video(label="Cartoon", interactive=False, elem_id="video-out")
+                stabilize = gr.Checkbox(value=True, label="Stabilise (smooth flat areas along the optical flow)",
+                                        elem_id="video-stabilize")
+                render_clip = gr.Button("Cartoonize video", variant="primary", elem_id="video-render")
 
         # ------------------------------------------------------------------------------------- events
         all_params = [controls[name] for name in CONTROL_NAMES]
@@ -409,6 +465,7 @@ def build_demo() -> gr.Blocks:
                             api_visibility="private").then(
             view_updater("texture"), [photo, key_state, *all_params], [texture_view, mix_view], **private)
         render.click(render_full_size, [photo], [cartoon_view, before_after], api_visibility="private", preprocess=False)
+        render_clip.click(cartoonize_clip, [clip, stabilize], [clip_cartoon], api_name="cartoonize_video", concurrency_limit=1)
 
         # Public API (gradio_client): named endpoints on hidden components. Photos arrive unprocessed (preprocess
         # off) so that every file goes through the app's own decoder and path check.
@@ -485,7 +542,7 @@ def launch(blocks: gr.Blocks, **kwargs: Any) -> Any:
     """Launch with the app's limits: bounded queue, capped uploads, only the examples folder served."""
     blocks.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2)
     return blocks.launch(
-        max_file_size=f"{MAX_UPLOAD_MB}mb",
+        max_file_size=f"{max(MAX_UPLOAD_MB, VIDEO_MAX_MB)}mb",
         allowed_paths=[str(EXAMPLES_DIR)],
         theme=gr.themes.Soft(),
         css=CSS,

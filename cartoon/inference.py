@@ -119,6 +119,11 @@ class Cartoonizer:
             return to_uint8(self.cartoonize_tensor(to_tensor(img)))[0]
         return self._cartoonize_tiled(img)
 
+    def cartoonize_frames(self, frames: np.ndarray) -> np.ndarray:
+        """``(B, H, W, 3)`` uint8 frames of one size, at the network's resolution -> their cartoons, in one batch.
+        The frames travel to the device as uint8; padding, the generator and the post-filter run there."""
+        return to_uint8(self.cartoonize_tensor(to_tensor(frames, device=self.device)))
+
     def _cartoonize_tiled(self, img: np.ndarray) -> np.ndarray:
         """Overlapping TILE x TILE windows, cross-faded over TILE_OVERLAP pixels: memory stays bounded and the
         seams are invisible (each tile gives the overlap ~50 px of context on both sides of its fade)."""

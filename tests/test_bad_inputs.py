@@ -88,7 +88,7 @@ def test_cli_reports_and_skips_bad_files(tmp_path, tiny_checkpoint, capsys):
     err = capsys.readouterr().err
     bad = [case for case in CASES if case.expect != "ok"]
     assert code == 1
-    assert f"{len(CASES) - len(bad)} of {len(CASES)} images" in err
+    assert f"{len(CASES) - len(bad)} of {len(CASES)} files" in err
     for case in bad:
         assert re.search(rf"skipped .*{re.escape(case.filename)}: .*({case.expect})", err), case.name
     for case in CASES:

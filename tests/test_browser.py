@@ -248,3 +248,29 @@ def test_bad_upload_shows_a_message(page, tmp_path):
     page.locator("#photo").get_by_label("Upload file").click()
     page.locator("#photo input[type=file]").set_input_files(str(bad))
     expect(page.get_by_text("not an image").first).to_be_visible(timeout=30_000)
+
+
+def test_the_video_tab_cartoonizes_a_clip_that_plays(page, tmp_path):
+    from tests.test_video import make_clip
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=24, size=(96, 64))
+    page.reload()  # a fresh page: the error the previous test provoked on purpose is gone
+    expect(page.locator("#status")).to_contain_text("Model:", timeout=TIMEOUT_MS)
+    page.get_by_role("tab", name="Video").click()
+    expect(page.get_by_text("Clips up to")).to_be_visible()
+    page.locator("#video-in input[type=file]").set_input_files(str(clip))
+    expect(page.locator("#video-in video")).to_have_count(1, timeout=TIMEOUT_MS)
+    page.locator("#video-render").click()
+    player = page.locator("#video-out video")
+    expect(player).to_have_count(1, timeout=TIMEOUT_MS)
+    # The cartoon loads and plays in the browser: H.264 in MP4, the clip's length.
+    page.wait_for_function("() => { const v = document.querySelector('#video-out video'); return v && v.readyState >= 1; }",
+                           timeout=TIMEOUT_MS)
+    duration = player.evaluate("v => v.duration")
+    assert duration == pytest.approx(1.0, abs=0.1)
+    player.evaluate("v => { v.muted = true; return v.play(); }")
+    page.wait_for_function("() => document.querySelector('#video-out video').currentTime > 0.2", timeout=TIMEOUT_MS)
+    assert page.locator("[data-testid='status-tracker'] .error").count() == 0
+    assert page.locator("[data-testid='toast-body']").count() == 0
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT_DIR / "video-tab.png"), full_page=True)

@@ -23,7 +23,7 @@ def test_folder_with_views_skips_bad_files(tmp_path, photo, tiny_checkpoint, cap
     code = main([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--views", "--model", str(tiny_checkpoint), "--device", "cpu"])
     assert code == 1  # one file failed
     err = capsys.readouterr().err
-    assert "skipped" in err and "broken.jpg" in err and "2 of 3 images" in err
+    assert "skipped" in err and "broken.jpg" in err and "2 of 3 files" in err
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     suffixes = (".png", ".surface.png", ".structure.png", ".texture.png")
     assert names == sorted(f"{stem}{suffix}" for stem in ("good", "good-2") for suffix in suffixes)
@@ -52,4 +52,4 @@ def test_runs_as_a_module(tmp_path, photo, tiny_checkpoint):
         cwd=ROOT, capture_output=True, text=True, timeout=120, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr
-    assert "1 of 1 images" in result.stderr
+    assert "1 of 1 files" in result.stderr

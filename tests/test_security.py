@@ -15,10 +15,15 @@ ROOT = Path(__file__).resolve().parent.parent
 SECRET_FILES = ["/etc/passwd", str(ROOT / "app.py"), str(ROOT / "cartoon" / "checkpoint.py")]
 
 
+VIDEO_LIMIT_MB = 24  # a small video limit keeps the over-the-cap upload below small
+
+
 @pytest.fixture(scope="module")
 def url():
-    with pytest.MonkeyPatch.context() as monkeypatch, running_app(monkeypatch) as address:
-        yield address.rstrip("/")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(app, "VIDEO_MAX_MB", VIDEO_LIMIT_MB)
+        with running_app(monkeypatch) as address:
+            yield address.rstrip("/")
 
 
 @pytest.mark.parametrize("target", ["/etc/passwd", "../../../../etc/passwd", "..%2F..%2F..%2Fetc%2Fpasswd",
@@ -48,10 +53,19 @@ def test_api_payload_paths_outside_the_app_are_refused(url, path):
     assert "root:" not in stream and "import" not in stream
 
 
-def test_upload_size_is_capped(url):
-    big = b"\xff\xd8\xff\xe0" + b"\x00" * (app.MAX_UPLOAD_MB * 1024 * 1024 + 1024)
+def test_upload_size_is_capped(url, tmp_path):
+    """The server refuses uploads over the larger of its two limits (videos'); a photo over the photos' limit but
+    under that one is refused by the handler, with the limit in the message."""
+    cap = max(app.MAX_UPLOAD_MB, VIDEO_LIMIT_MB)
+    big = b"\xff\xd8\xff\xe0" + b"\x00" * (cap * 1024 * 1024 + 1024)
     response = httpx.post(f"{url}/gradio_api/upload", files={"files": ("big.jpg", big, "image/jpeg")}, timeout=60)
     assert response.status_code in (400, 413), response.status_code
+    from gradio_client import Client, handle_file
+
+    photo = tmp_path / "large.jpg"
+    photo.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * (app.MAX_UPLOAD_MB * 1_000_000 + 1000))
+    with pytest.raises(Exception, match="the limit for photos is 20 MB"):
+        Client(url, verbose=False).predict(handle_file(str(photo)), api_name="/cartoonize")
 
 
 def test_the_page_states_the_limits(url):

@@ -1,0 +1,100 @@
+"""Video: frames per second of the whole clip pipeline (decode, cartoonize, stabilise, encode) and flicker with
+and without the stabiliser, on a clip made from an example photo (a slow pan with sensor-like noise and a tone).
+
+    python benchmarks/video.py [--height 480] [--seconds 4] [--model assets/model] [--json PATH]
+
+Writes runs/video/clip.mp4, the cartoons, and strip.png (every 8th frame: input | no stabiliser | stabiliser).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import av  # noqa: E402
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from benchmarks.timing import add_json_option, write_json  # noqa: E402
+from cartoon.image import load_image  # noqa: E402
+from cartoon.inference import Cartoonizer  # noqa: E402
+from cartoon.video import cartoonize_video  # noqa: E402
+
+
+def make_clip(path: Path, height: int, seconds: float, fps: int = 24) -> None:
+    """A slow pan across an example photo at ``height`` (16:9), with per-frame noise (sigma 3) and a 440 Hz tone."""
+    photo = load_image(ROOT / "assets" / "examples" / "temple.jpg")
+    width = round(height * 16 / 9) // 2 * 2
+    scale = (height * 1.15) / photo.shape[0]
+    big = cv2.resize(photo, (max(width + 64, round(photo.shape[1] * scale)), round(photo.shape[0] * scale)),
+                     interpolation=cv2.INTER_AREA)
+    rng = np.random.default_rng(0)
+    frames = round(seconds * fps)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.options = {"crf": "18"}
+        audio = out.add_stream("aac", rate=44100)
+        for index in range(frames):
+            left = int(index * (big.shape[1] - width) / max(frames - 1, 1) * 0.3)
+            frame = big[:height, left : left + width].astype(np.float32) + rng.normal(0, 3, (height, width, 3))
+            for packet in video.encode(av.VideoFrame.from_ndarray(np.clip(frame, 0, 255).astype(np.uint8), format="rgb24")):
+                out.mux(packet)
+        samples = np.arange(round(seconds * 44100))
+        for start in range(0, len(samples), 1024):
+            chunk = (0.2 * np.sin(2 * np.pi * 440 * samples[start : start + 1024] / 44100)).astype(np.float32)[None]
+            audio_frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+            audio_frame.sample_rate, audio_frame.pts = 44100, start
+            for packet in audio.encode(audio_frame):
+                out.mux(packet)
+        for stream in (video, audio):
+            for packet in stream.encode():
+                out.mux(packet)
+
+
+def frames_of(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as clip:
+        return [frame.to_ndarray(format="rgb24") for frame in clip.decode(video=0)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--model", default=str(ROOT / "assets" / "model"))
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "video")
+    add_json_option(parser)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    clip = args.out / "clip.mp4"
+    make_clip(clip, args.height, args.seconds)
+    cartoonizer = Cartoonizer.from_pretrained(args.model, device=args.device, max_side=None)
+    rows = []
+    print(f"# video, {args.height}p, {args.seconds:g} s at 24 fps, model {cartoonizer.describe()}")
+    print("| stabiliser | frames/s (whole pipeline) | flicker (output change / input change where the input is still) |")
+    print("|---|---|---|")
+    outputs = {}
+    for stabilize in (False, True):
+        target = args.out / f"cartoon-{'stable' if stabilize else 'raw'}.mp4"
+        result = cartoonize_video(clip, target, cartoonizer.cartoonize_frames, max_side=None, stabilize=stabilize,
+                                  measure_flicker=True)
+        outputs[stabilize] = frames_of(target)
+        print(f"| {'on' if stabilize else 'off'} | {result.frames_per_second:.2f} | {result.flicker:.2f} |", flush=True)
+        rows.append({"stabilizer": stabilize, "fps": result.frames_per_second, "flicker": result.flicker,
+                     "frames": result.frames})
+    inputs = frames_of(clip)
+    picks = range(0, len(inputs), 8)
+    strip = np.concatenate([np.concatenate([inputs[i], outputs[False][i], outputs[True][i]], axis=1) for i in picks][:6])
+    Image.fromarray(strip[::2, ::2]).save(args.out / "strip.png")
+    print(f"strip: {args.out / 'strip.png'} (rows: every 8th frame; input | no stabiliser | stabiliser)")
+    write_json(args.json, "video", rows, height=args.height, seconds=args.seconds)
+
+
+if __name__ == "__main__":
+    main()
