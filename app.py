@@ -443,7 +443,7 @@ def build_demo() -> gr.Blocks:
         all_params = [controls[name] for name in CONTROL_NAMES]
         private = {"api_visibility": "private", "preprocess": False, "show_progress": "minimal"}
 
-        demo.load(model_status, outputs=status, api_visibility="private")
+        demo.load(model_status, outputs=status, api_name="model_status")
         photo.change(
             on_photo, [photo, *all_params], [key_state, surface_view, structure_view, texture_view, mix_view, cartoon_view],
             api_visibility="private", preprocess=False, trigger_mode="always_last",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,19 +50,30 @@ class CheckpointError(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Where the loaded generator came from, for the app's status line and logs."""
+    """Where the loaded generator came from, for the app's status line and logs.
+
+    ``note`` says why a better source was passed over (the Hub repository that failed, and how).
+    """
 
     kind: str  # "hub", "cache", "bundled" or "local"
     location: str
     revision: str | None = None
+    note: str | None = None
 
     def describe(self) -> str:
         if self.kind in ("hub", "cache"):
-            where = "Hub" if self.kind == "hub" else "Hub cache"
-            return f"{self.location}@{self.revision} ({where})"
-        if self.kind == "bundled":
-            return "bundled model (assets/model)"
-        return f"local checkpoint {self.location}"
+            where = "Hub" if self.kind == "hub" else "Hub cache, the Hub being unreachable"
+            text = f"{self.location}@{self.revision} ({where})"
+        elif self.kind == "bundled":
+            text = "bundled model (assets/model)"
+        else:
+            text = f"local checkpoint {self.location}"
+        return f"{text}; {self.note}" if self.note else text
+
+
+def _short(message: str) -> str:
+    """An error message with absolute paths cut to their file names (for a status line)."""
+    return re.sub(r"(?:/[^\s:;,()]+)+/([^\s:;,()/]+)", r"\1", message)
 
 
 def save_generator(model: UNetGenerator, directory: str | os.PathLike) -> Path:
@@ -140,19 +152,19 @@ def _download(repo_id: str, revision: str | None, local_files_only: bool) -> Pat
 
     where = "in the local Hub cache" if local_files_only else "on the Hub"
     try:
+        requested = revision or DEFAULT_REVISION
+        commit = requested
         if not local_files_only:
-            revision = HfApi().model_info(repo_id, revision=revision, timeout=HUB_TIMEOUT_S).sha or revision
+            commit = HfApi().model_info(repo_id, revision=requested, timeout=HUB_TIMEOUT_S).sha or requested
         paths = [
-            hf_hub_download(
-                repo_id,
-                name,
-                revision=revision,
-                etag_timeout=HUB_TIMEOUT_S,
-                local_files_only=local_files_only,
-                library_name="cartoon",
-            )
+            hf_hub_download(repo_id, name, revision=commit, etag_timeout=HUB_TIMEOUT_S,
+                            local_files_only=local_files_only, library_name="cartoon")
             for name in (CONFIG_NAME, WEIGHTS_NAME)
         ]
+        if not local_files_only and commit != requested:
+            # Both files came from one commit; one more (cached) lookup by the name asked for records which commit
+            # that name points to, so that an offline start can find the same files by it.
+            hf_hub_download(repo_id, CONFIG_NAME, revision=requested, etag_timeout=HUB_TIMEOUT_S, library_name="cartoon")
     except Exception as error:  # noqa: BLE001 - any Hub failure (offline, 404, timeout, auth) means "not there"
         raise CheckpointError(f"{repo_id}@{revision or DEFAULT_REVISION}: not available {where} ({type(error).__name__})") from None
     return Path(paths[0]).parent
@@ -188,7 +200,8 @@ def resolve_generator(
                 tried.append(str(error))
                 log.warning("model %s: %s", kind, error)
                 continue
-            source = ModelSource(kind, repo_id, revision)
+            note = f"the Hub failed ({_short(tried[0])})" if kind == "cache" and tried else None
+            source = ModelSource(kind, repo_id, revision, note)
             log.info("Using %s", source.describe())
             return model, source
     bundled_dir = Path(bundled_dir if bundled_dir is not None else BUNDLED_DIR)
@@ -197,6 +210,7 @@ def resolve_generator(
     except CheckpointError as error:
         tried.append(str(error))
         raise CheckpointError("No usable generator checkpoint. Tried: " + "; ".join(tried)) from None
-    source = ModelSource("bundled", str(bundled_dir))
+    note = f"{repo_id} was not usable: {_short(tried[0])}" if tried else None
+    source = ModelSource("bundled", str(bundled_dir), note=note)
     log.info("Using %s", source.describe())
     return model, source

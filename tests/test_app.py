@@ -35,7 +35,7 @@ def png(path: str) -> np.ndarray:
 
 def test_named_endpoints_only(client):
     assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {
-        "/representations", "/cartoonize", "/cartoonize_video"}
+        "/representations", "/cartoonize", "/cartoonize_video", "/model_status"}
 
 
 def test_representations_api_names_every_control_with_the_library_default(client):
