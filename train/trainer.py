@@ -38,6 +38,7 @@ from cartoon.representations.structure import StructureParams, structure_batch
 from cartoon.representations.surface import SURFACE_EPS, SURFACE_RADIUS, guided_filter
 from cartoon.representations.texture import color_shift
 from train import checkpoints
+from train.augment import diff_augment, parse_policy
 from train.data import load_training_data
 from train.logs import RunLog
 from train.losses import (
@@ -107,6 +108,8 @@ class Trainer:
             else:
                 self.superpixels = SuperpixelPool(self.structure_params, 0 if self.literal else args.superpixel_workers)
             self.weights = {name: getattr(args, f"w_{name}") for name in ("surface", "texture", "structure", "content", "tv", "colour")}
+            self.augment = parse_policy(args.diffaugment)
+            self.augment_rng = torch.Generator(device=self.device).manual_seed(args.seed * 1000 + 7)
         if self.channels_last:
             for module in self._modules():
                 module.to(memory_format=torch.channels_last)
@@ -179,11 +182,17 @@ class Trainer:
     def _surface(self, x: torch.Tensor) -> torch.Tensor:
         return guided_filter(x, x, SURFACE_RADIUS, SURFACE_EPS)
 
+    def _d_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What a discriminator sees: ``x`` through the differentiable augmentation (``--diffaugment``)."""
+        return diff_augment(x, self.augment, self.augment_rng)
+
     def _discriminator_step(self, blur_cartoon, blur_fake, gray_cartoon, gray_fake) -> dict[str, torch.Tensor]:
         batch = blur_cartoon.shape[0]
+        surface_input = self._d_input(torch.cat([blur_cartoon, blur_fake.detach()]))
+        texture_input = self._d_input(torch.cat([gray_cartoon, gray_fake.detach()]))
         with self._autocast():
-            surface_scores = self.d_surface_train(torch.cat([blur_cartoon, blur_fake.detach()]))
-            texture_scores = self.d_texture_train(torch.cat([gray_cartoon, gray_fake.detach()]))
+            surface_scores = self.d_surface_train(surface_input)
+            texture_scores = self.d_texture_train(texture_input)
         d_surface = discriminator_loss(surface_scores[:batch], surface_scores[batch:])
         d_texture = discriminator_loss(texture_scores[:batch], texture_scores[batch:])
         total = d_surface + d_texture
@@ -233,9 +242,10 @@ class Trainer:
         ``structure_features()``, called after everything else so that the fast step's superpixel workers overlap.
         """
         self._set_discriminators_trainable(False)
+        surface_input, texture_input = self._d_input(blur_fake), self._d_input(gray_fake)
         with self._autocast():
-            g_surface = lsgan_loss(self.d_surface_train(blur_fake), True)
-            g_texture = lsgan_loss(self.d_texture_train(gray_fake), True)
+            g_surface = lsgan_loss(self.d_surface_train(surface_input), True)
+            g_texture = lsgan_loss(self.d_texture_train(texture_input), True)
         losses = {"g_surface": g_surface, "g_texture": g_texture, "content": feature_l1(*content),
                   "tv": total_variation(output), "colour": colour_loss(output, photo)}
         losses["structure"] = feature_l1(output_features, structure_features())
@@ -309,6 +319,7 @@ class Trainer:
         if self.adversarial:
             parts.optimizers["d_opt"] = self.d_opt
             parts.modules.update(d_surface=self.d_surface, d_texture=self.d_texture)
+            parts.generators["augment"] = self.augment_rng
         return parts
 
     def save(self, losses: dict[str, torch.Tensor] | None = None) -> Path | None:

@@ -120,3 +120,37 @@ def test_frechet_distance_is_zero_for_the_same_set_and_grows_with_the_mean_shift
     assert abs(frechet_distance(features, features)) < 1e-9
     # Same covariance, every mean moved by 1 in 8 dimensions: the distance is the squared shift, 8.
     assert frechet_distance(features, features + 1) == pytest.approx(8, abs=1e-6)
+
+
+def test_diff_augment_is_differentiable_and_keeps_shapes():
+    from train.augment import DEFAULT_POLICY, diff_augment, parse_policy
+
+    policy = parse_policy(DEFAULT_POLICY)
+    for channels in (3, 1):  # the surface and the texture discriminators' inputs
+        x = (torch.rand(4, channels, 32, 32) * 2 - 1).requires_grad_()
+        y = diff_augment(x, policy, torch.Generator().manual_seed(0))
+        assert y.shape == x.shape
+        (y * torch.randn_like(y)).sum().backward()
+        assert x.grad is not None and x.grad.abs().sum() > 0
+    assert diff_augment(x, ()) is x
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        parse_policy("color,rotate")
+
+
+def test_diff_augment_draws_real_and_fake_from_the_same_distribution():
+    """Real and generated batches go through one function with per-sample draws: the transforms' statistics agree."""
+    from train.augment import cutout, translation
+
+    def shifts(batch: int, seed: int) -> np.ndarray:
+        x = torch.zeros(batch, 1, 16, 16)
+        x[:, :, 8, 8] = 1  # one bright pixel: where it lands is the shift
+        moved = translation(x, torch.Generator().manual_seed(seed))
+        where = moved.flatten(1).argmax(dim=1)
+        present = moved.flatten(1).amax(dim=1) > 0
+        return torch.stack([where // 16 - 8, where % 16 - 8], dim=1)[present].numpy()
+
+    real, fake = shifts(4000, 1), shifts(4000, 2)
+    assert np.abs(real).max() == 2  # up to 1/8 of 16 pixels
+    assert abs(real.mean() - fake.mean()) < 0.1 and abs(real.std() - fake.std()) < 0.1
+    covered = [1 - cutout(torch.ones(2000, 1, 16, 16), torch.Generator().manual_seed(s)).mean().item() for s in (3, 4)]
+    assert abs(covered[0] - covered[1]) < 0.01 and 0.1 < covered[0] < 0.3  # a quarter of the image, less at borders

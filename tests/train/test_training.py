@@ -210,3 +210,24 @@ def test_device_structure_needs_slic(tiny_data, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(tiny_args(tiny_data, tmp_path / "run", steps=1, structure_on="device", structure="felzenszwalb"))
     assert exit_info.value.code == 2 and "needs SLIC" in capsys.readouterr().err
+
+
+def test_recipe_trains_exports_within_its_budget_and_resumes(tiny_data, tmp_path, capsys):
+    run = tmp_path / "recipe"
+    args = ["recipe", "--minutes", "0.12", "--run-dir", str(run), "--photos", str(tiny_data / "photos"),
+            "--cartoons", str(tiny_data / "cartoons"), "--perceptual", "tiny", "--device", "cpu", "--patch-size", "32",
+            "--batch-size", "2", "--reserve-minutes", "0.02", "--no-evaluate",
+            "--pretrain-args", "--channels 4 --num-blocks 1 --no-tensorboard --threads 1",
+            "--adversarial-args", "--superpixel-workers 0 --no-tensorboard --threads 1"]
+    start = time.monotonic()
+    assert main(args) == 0
+    assert time.monotonic() - start < 0.12 * 60 + 15  # the budget, plus start-up and export
+    assert sorted(p.name for p in (run / "export").iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    card = (run / "export" / "README.md").read_text()
+    assert "python -m train recipe --minutes 0.12" in card and "CPU" in card and "batch 2 x 32^2" in card
+    adversarial_steps = int(checkpoints.latest_checkpoint(run / "adversarial").name.removeprefix("checkpoint-"))
+    assert adversarial_steps > 0
+    assert main(args) == 0  # again: the stages are done, nothing retrains
+    record = json.loads((run / "recipe.json").read_text())
+    assert record["sessions"][-1]["stages"] == {"pretrain": "done before", "adversarial": "done before"}
+    assert int(checkpoints.latest_checkpoint(run / "adversarial").name.removeprefix("checkpoint-")) == adversarial_steps
