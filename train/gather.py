@@ -10,7 +10,12 @@ licence. Output folders hold RGB JPEGs with the short side at most 720 px:
 * ``photos/``    nature photos (mate-backgrounds, lomiri-wallpapers-16.04) and sample photos (assets/examples,
                  scikit-image's motorcycle) - the generator's inputs;
 * ``held_out/``  photos never trained on, for the sample sheet and the quality report (two faces among them);
-* ``cartoons/``  painted scenes: Wesnoth story art (core + campaigns), SuperTux backgrounds, Hedgewars skies.
+* ``cartoons/``  painted scenes: Wesnoth story art (core + campaigns), SuperTux backgrounds, Hedgewars skies,
+                 scratch's drawn backgrounds and drawn people, Ren'Py's anime scenes and characters;
+* ``photo_faces/``, ``cartoon_faces/``  upper bodies of people (``--photo-faces``/``--cartoon-faces``).
+
+People, faces and anime come from :mod:`train.gather_people` (cut-outs composited onto backgrounds of their
+own kind). ``data/sheets/<folder>.png`` is a contact sheet of each folder, to look at before training.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 from cartoon.image import IMAGE_SUFFIXES, ImageError, load_image, scale_to_fit
+from train.gather_people import RENPY_GAMES, renpy_items, scratch_items, wesnoth_portrait_items
 
 ROOT = Path(__file__).resolve().parent.parent
 WESNOTH_CAMPAIGNS = ["httt", "did", "ei", "l", "nr", "sof", "sotbe", "thot", "trow", "tsg", "low", "dm", "dw", "utbs"]
@@ -107,9 +113,18 @@ def save_rgb(path: Path, out: Path) -> None:
     Image.fromarray(img).save(out, quality=95)
 
 
+FOLDERS = ("photos", "held_out", "cartoons", "photo_faces", "cartoon_faces")
+PEOPLE_LICENCES = {"scratch backgrounds": "CC BY-SA 3.0 (scratch Media/*)", "scratch people": "CC BY-SA 3.0 (scratch Media/*)",
+                   "renpy-demo": "Expat (the package's copyright file, Files: *)",
+                   "renpy-thequestion": "Expat (the package's copyright file, Files: *)",
+                   "wesnoth-1.16-data portraits": "GPL-2+ (Wesnoth art)"}
+PEOPLE_PACKAGES = {"scratch backgrounds": "scratch", "scratch people": "scratch", "renpy-demo": "renpy-demo",
+                   "renpy-thequestion": "renpy-thequestion", "wesnoth-1.16-data portraits": "wesnoth-1.16-data"}
+
+
 def gather(out: Path) -> dict[str, Counter]:
     debs, extracted = out / ".debs", out / ".extracted"
-    for kind in ("photos", "held_out", "cartoons"):
+    for kind in FOLDERS:
         shutil.rmtree(out / kind, ignore_errors=True)
     stats: dict[str, Counter] = {}
     rows = []
@@ -143,21 +158,68 @@ def gather(out: Path) -> dict[str, Counter]:
             continue
         counter[folder] += 1
         rows.append((folder, label, licence))
-    write_sources(out, stats, rows)
+
+    painted = sorted((out / "cartoons").glob("wesnoth-1.16-data--*.jpg"))
+    people = [scratch_items(fetch("scratch", debs, extracted)),
+              renpy_items({package: fetch(package, debs, extracted) for package in RENPY_GAMES}),
+              wesnoth_portrait_items(fetch("wesnoth-1.16-data", debs, extracted), painted)]
+    for items in people:
+        for item in items:
+            counter = stats.setdefault(item.source, Counter())
+            img = scale_to_fit(item.image, short_side=MAX_SIDE)
+            (out / item.folder).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(out / item.folder / f"{item.name}.jpg", quality=95)
+            counter[item.folder] += 1
+            rows.append((item.folder, item.source, PEOPLE_LICENCES[item.source]))
+    versions = {label: package_version(debs, PEOPLE_PACKAGES.get(label, label)) for label in stats}
+    write_sources(out, stats, rows, versions)
+    for folder in FOLDERS:
+        contact_sheet(sorted((out / folder).glob("*.jpg")), out / "sheets" / f"{folder}.png")
     return stats
 
 
-def write_sources(out: Path, stats: dict[str, Counter], rows: list[tuple[str, str, str]]) -> None:
+def package_version(debs: Path, package: str) -> str:
+    """The version in a downloaded package's file name (``name_version_arch.deb``), or ``-``."""
+    found = sorted(debs.glob(f"{package}_*.deb"))
+    return found[-1].name.split("_")[1].replace("%3a", ":") if found else "-"
+
+
+def contact_sheet(paths: list[Path], out: Path, tile: int = 128, columns: int = 16) -> None:
+    """Thumbnails of every image of a folder with its name below, to look at before training."""
+    from PIL import ImageDraw
+
+    if not paths:
+        return
+    rows = -(-len(paths) // columns)
+    sheet = Image.new("RGB", (columns * tile, rows * (tile + 12)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for index, path in enumerate(paths):
+        with Image.open(path) as img:
+            img.thumbnail((tile, tile))
+            x, y = (index % columns) * tile, (index // columns) * (tile + 12)
+            sheet.paste(img, (x + (tile - img.width) // 2, y + (tile - img.height) // 2))
+        draw.text((x + 2, y + tile), path.stem.split("--")[-1][:20], fill="black")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+
+
+def write_sources(out: Path, stats: dict[str, Counter], rows: list[tuple[str, str, str]],
+                  versions: dict[str, str] | None = None) -> None:
     licences = {label: licence for _, label, licence in rows}
+    versions = versions or {}
     lines = ["# Training data: sources, counts and licences", "",
-             "Built by `python -m train.gather` from Debian packages (apt-get download + dpkg -x) and sample photos.", "",
-             "| source | photos | held out | cartoons | skipped | licence |", "|---|---|---|---|---|---|"]
+             "Built by `python -m train.gather` from Debian packages (apt-get download + dpkg -x) and sample photos.",
+             "People and portraits are cut-outs composited onto backgrounds of their own kind (train/gather_people.py).",
+             "", "| source | version | photos | held out | cartoons | photo faces | cartoon faces | skipped | licence |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for label, counter in stats.items():
         skipped = ", ".join(f"{k.removeprefix('skipped ')} {v}" for k, v in sorted(counter.items()) if k.startswith("skipped"))
-        lines.append(f"| {label} | {counter['photos']} | {counter['held_out']} | {counter['cartoons']} | {skipped or '-'} | "
+        lines.append(f"| {label} | {versions.get(label, '-')} | {counter['photos']} | {counter['held_out']} | "
+                     f"{counter['cartoons']} | {counter['photo_faces']} | {counter['cartoon_faces']} | {skipped or '-'} | "
                      f"{licences.get(label, '-')} |")
     totals = Counter(folder for folder, _, _ in rows)
-    lines += ["", f"Totals: {totals['photos']} photos, {totals['held_out']} held out, {totals['cartoons']} cartoons.", ""]
+    lines += ["", f"Totals: {totals['photos']} photos, {totals['held_out']} held out, {totals['cartoons']} cartoons, "
+                  f"{totals['photo_faces']} photo faces, {totals['cartoon_faces']} cartoon faces.", ""]
     (out / "SOURCES.md").write_text("\n".join(lines))
 
 

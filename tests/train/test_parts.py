@@ -154,3 +154,24 @@ def test_diff_augment_draws_real_and_fake_from_the_same_distribution():
     assert abs(real.mean() - fake.mean()) < 0.1 and abs(real.std() - fake.std()) < 0.1
     covered = [1 - cutout(torch.ones(2000, 1, 16, 16), torch.Generator().manual_seed(s)).mean().item() for s in (3, 4)]
     assert abs(covered[0] - covered[1]) < 0.01 and 0.1 < covered[0] < 0.3  # a quarter of the image, less at borders
+
+
+def test_cutouts_are_composited_onto_their_background_never_flattened():
+    from PIL import Image as PILImage
+
+    from train.gather_people import composite, opaque_box, seeded, upper_body
+
+    figure = PILImage.new("RGBA", (40, 100), (0, 0, 0, 0))
+    figure.paste((250, 20, 20, 255), (10, 10, 30, 90))  # an opaque red figure inside a transparent frame
+    background = PILImage.fromarray(np.full((120, 160, 3), (20, 160, 30), np.uint8))
+    assert opaque_box(figure) == (10, 10, 30, 90)
+    scene = np.asarray(composite(figure, background, seeded("a")))
+    assert scene.shape == (120, 160, 3)
+    red = (scene[..., 0] > 200) & (scene[..., 1] < 60)
+    assert 0.05 < red.mean() < 0.5  # the figure is there, scaled
+    others = scene[~red]
+    assert np.abs(others.astype(int) - (20, 160, 30)).max() <= 40  # the rest is the background, not black or white
+    bust = np.asarray(upper_body(figure, background, seeded("b")))
+    assert bust.shape[0] == bust.shape[1] and bust.shape[0] >= 256
+    assert ((bust[..., 0] > 200) & (bust[..., 1] < 60)).mean() > 0.2
+    assert composite(figure, background, seeded("a")).tobytes() == composite(figure, background, seeded("a")).tobytes()
