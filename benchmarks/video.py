@@ -24,6 +24,7 @@ from benchmarks.timing import add_json_option, write_json  # noqa: E402
 from cartoon.image import load_image  # noqa: E402
 from cartoon.inference import Cartoonizer  # noqa: E402
 from cartoon.video import cartoonize_video  # noqa: E402
+from tests.clips import add_tone  # noqa: E402
 
 
 def make_clip(path: Path, height: int, seconds: float, fps: int = 24) -> None:
@@ -45,13 +46,7 @@ def make_clip(path: Path, height: int, seconds: float, fps: int = 24) -> None:
             frame = big[:height, left : left + width].astype(np.float32) + rng.normal(0, 3, (height, width, 3))
             for packet in video.encode(av.VideoFrame.from_ndarray(np.clip(frame, 0, 255).astype(np.uint8), format="rgb24")):
                 out.mux(packet)
-        samples = np.arange(round(seconds * 44100))
-        for start in range(0, len(samples), 1024):
-            chunk = (0.2 * np.sin(2 * np.pi * 440 * samples[start : start + 1024] / 44100)).astype(np.float32)[None]
-            audio_frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
-            audio_frame.sample_rate, audio_frame.pts = 44100, start
-            for packet in audio.encode(audio_frame):
-                out.mux(packet)
+        add_tone(out, audio, seconds)
         for stream in (video, audio):
             for packet in stream.encode():
                 out.mux(packet)

@@ -16,6 +16,7 @@ from cartoon.checkpoint import BUNDLED_DIR
 from cartoon.inference import Cartoonizer
 from cartoon.video import FlickerMeter, Stabilizer, VideoError, cartoonize_video, output_size, probe
 from tests.app_server import running_app
+from tests.clips import add_tone
 from tests.conftest import make_tiny_generator
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "assets" / "examples" / "coffee.jpg"
@@ -46,14 +47,7 @@ def make_clip(path: Path, frames: int = 24, size: tuple[int, int] = (64, 48), fp
             for packet in stream.encode(frame):
                 out.mux(packet)
         if audio:
-            seconds = (timestamps[-1] + 1 if timestamps else frames) / fps
-            samples = np.arange(round(seconds * 44100))
-            for start in range(0, len(samples), 1024):
-                chunk = (0.2 * np.sin(2 * np.pi * 440 * samples[start : start + 1024] / 44100)).astype(np.float32)[None]
-                audio_frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
-                audio_frame.sample_rate, audio_frame.pts = 44100, start
-                for packet in sound.encode(audio_frame):
-                    out.mux(packet)
+            add_tone(out, sound, (timestamps[-1] + 1 if timestamps else frames) / fps)
         for stream_out in out.streams:
             for packet in stream_out.encode():
                 out.mux(packet)

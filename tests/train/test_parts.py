@@ -175,3 +175,11 @@ def test_cutouts_are_composited_onto_their_background_never_flattened():
     assert bust.shape[0] == bust.shape[1] and bust.shape[0] >= 256
     assert ((bust[..., 0] > 200) & (bust[..., 1] < 60)).mean() > 0.2
     assert composite(figure, background, seeded("a")).tobytes() == composite(figure, background, seeded("a")).tobytes()
+
+
+def test_separation_auc_counts_ordered_pairs():
+    from train.d_separation import auc
+
+    assert auc(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 1.0
+    assert auc(np.array([0.0]), np.array([1.0])) == 0.0
+    assert auc(np.array([1.0, 1.0]), np.array([1.0])) == 0.5
