@@ -214,6 +214,12 @@ def _is_channels_last(x: torch.Tensor) -> bool:
     return x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
+def quantize(x: torch.Tensor) -> torch.Tensor:
+    """Float in ``[-1, 1]`` -> uint8 levels (clipped, rounded half to even), same shape, on x's device: the
+    quantisation of :func:`to_uint8`, for code that keeps the levels on the device."""
+    return x.detach().float().clamp(-1.0, 1.0).add(1.0).mul(127.5).round().to(torch.uint8)
+
+
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """Float tensor in ``[-1, 1]`` -> uint8 RGB (clipped, rounded): the one way out of the inner contract.
 
@@ -229,7 +235,7 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     """
     if x.ndim not in (3, 4) or x.shape[-3] not in (1, 3):
         raise ValueError(f"expected (C, H, W) or (B, C, H, W) with C in (1, 3), got {tuple(x.shape)}")
-    x = x.detach().float().clamp(-1.0, 1.0).add(1.0).mul(127.5).round().to(torch.uint8)
+    x = quantize(x)
     if x.shape[-3] == 1:
         x = x.expand(*x.shape[:-3], 3, *x.shape[-2:])
     out = x.movedim(-3, -1).cpu().numpy()

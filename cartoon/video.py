@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cartoon.image import MAX_PIXELS, ImageError
+from cartoon.image import MAX_PIXELS, ImageError, resize_to
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi"})
 COPIED_AUDIO = frozenset({"aac", "mp3"})
@@ -311,10 +311,7 @@ def _frame_rgb(frame, width: int, height: int) -> np.ndarray:
     turns = int(round((getattr(frame, "rotation", 0) or 0) / 90)) % 4
     if turns:
         rgb = np.ascontiguousarray(np.rot90(rgb, k=turns))
-    if rgb.shape[:2] != (height, width):
-        shrinking = width * height < rgb.shape[0] * rgb.shape[1]
-        rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
-    return rgb
+    return resize_to(rgb, height, width)
 
 
 def _audio_output(writer, audio_in):

@@ -6,6 +6,14 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# Each test process (pytest-xdist worker) gets its own Gradio cache: Gradio names cached outputs by content, so
+# two servers in two processes rendering the same picture would rewrite one file while the other serves it.
+import atexit  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="gradio-tests-")
+atexit.register(shutil.rmtree, os.environ["GRADIO_TEMP_DIR"], ignore_errors=True)
 os.environ.pop("CARTOON_MODEL_REPO", None)
 
 from pathlib import Path  # noqa: E402

@@ -7,9 +7,9 @@ the views that do not depend on it are untouched. A screenshot of every step goe
 
 from __future__ import annotations
 
+import base64
 import io
 import os
-import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -88,10 +88,12 @@ class Tour:
                 for name in ALL_OUTPUTS}
 
     def pixels(self, name: str) -> np.ndarray:
-        """The pixels of the image an output shows, fetched from the app's server (loopback)."""
-        src = self.page.locator(f"#{name} img").first.get_attribute("src") or ""
-        with urllib.request.urlopen(src, timeout=30) as response:
-            return np.asarray(Image.open(io.BytesIO(response.read())).convert("RGB"))
+        """The pixels of the image an output shows, read from the browser's own decoded copy (a canvas): what the
+        person sees, with no second download that a busy server could cut short."""
+        data_url = self.page.locator(f"#{name} img").first.evaluate(
+            "img => { const c = document.createElement('canvas'); c.width = img.naturalWidth;"
+            " c.height = img.naturalHeight; c.getContext('2d').drawImage(img, 0, 0); return c.toDataURL('image/png'); }")
+        return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))).convert("RGB"))
 
     def act(self, label: str, action: Callable[[], None], changes: Iterable[str], keeps: Iterable[str] = ()) -> None:
         """Do ``action``; wait until every output in ``changes`` shows a new image with different pixels; check

@@ -19,23 +19,14 @@ import numpy as np
 import torch
 
 from cartoon.checkpoint import load_generator
-from cartoon.image import load_image, scale_to_fit, to_tensor
+from cartoon.image import to_tensor
 from cartoon.models import PatchDiscriminator
 from cartoon.representations.surface import SURFACE_EPS, SURFACE_RADIUS, guided_filter
 from cartoon.representations.texture import MEAN_WEIGHTS, color_shift
 from train.checkpoints import load_checkpoint, resolve_checkpoint
 from train.data import list_images
+from train.evaluate import random_crops
 from train.losses import training_output
-
-
-def crops(paths: list[Path], count: int, size: int, rng: np.random.Generator) -> torch.Tensor:
-    images = [scale_to_fit(load_image(p), short_side=360) for p in paths]
-    picks = []
-    for _ in range(count):
-        img = images[int(rng.integers(len(images)))]
-        top, left = int(rng.integers(img.shape[0] - size + 1)), int(rng.integers(img.shape[1] - size + 1))
-        picks.append(img[top : top + size, left : left + size])
-    return to_tensor(np.stack(picks))
 
 
 def auc(real: np.ndarray, fake: np.ndarray) -> float:
@@ -72,12 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--cartoons", type=Path, required=True, help="cartoons the runs never trained on")
     parser.add_argument("--photos", type=Path, required=True, help="photos the runs never trained on")
-    parser.add_argument("--crops", type=int, default=96)
-    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--crops", type=int, default=8, help="random 128-px crops per image")
     args = parser.parse_args(argv)
-    rng = np.random.default_rng(0)
-    real = crops(list_images(args.cartoons), args.crops, args.size, rng)
-    photos = crops(list_images(args.photos), args.crops, args.size, rng)
+    real = to_tensor(random_crops(list_images(args.cartoons), args.crops, 360, seed=1))
+    photos = to_tensor(random_crops(list_images(args.photos), args.crops, 360, seed=2))
     print("| run | D | mean score, unseen cartoons | mean score, generated | AUC (real above fake) |")
     print("|---|---|---|---|---|")
     for run in args.runs:

@@ -26,7 +26,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from cartoon.image import check_tensor_image
+from cartoon.image import check_tensor_image, quantize
 from cartoon.representations.structure import MEAN_BELOW, MEDIAN_FROM, StructureParams
 
 SLIC_ITERATIONS = 10
@@ -41,7 +41,7 @@ _WHITE_D65 = torch.tensor([0.95047, 1.0, 1.08883], dtype=torch.float64)
 
 def to_uint8_values(x: torch.Tensor) -> torch.Tensor:
     """``(B, 3, H, W)`` in ``[-1, 1]`` -> the same pixels as integers 0..255 (int64), on x's device."""
-    return x.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.int64)
+    return quantize(x).long()
 
 
 def rgb_to_lab(values: torch.Tensor) -> torch.Tensor:
