@@ -41,7 +41,8 @@ DEFAULT_REVISION = "main"
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "model"
 HUB_TIMEOUT_S = 2.0
 
-_CONFIG_KEYS = {"channels": int, "num_blocks": int}
+_CONFIG_KEYS = {"channels": (1, 1024), "num_blocks": (1, 1024), "condition_dim": (0, 16)}
+"""The generator's constructor arguments a config may hold, with their ranges."""
 
 
 class CheckpointError(RuntimeError):
@@ -98,11 +99,11 @@ def read_config(directory: Path) -> dict[str, int]:
     if not isinstance(raw, dict):
         raise CheckpointError(f"{path}: expected a JSON object, got {type(raw).__name__}")
     config = {}
-    for key, kind in _CONFIG_KEYS.items():
+    for key, (low, high) in _CONFIG_KEYS.items():
         if key in raw:
             value = raw[key]
-            if not isinstance(value, kind) or isinstance(value, bool) or not 1 <= value <= 1024:
-                raise CheckpointError(f"{path}: {key} must be an integer in [1, 1024], got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise CheckpointError(f"{path}: {key} must be an integer in [{low}, {high}], got {value!r}")
             config[key] = value
     return config
 

@@ -102,29 +102,56 @@ class Cartoonizer:
         where = "CUDA" if self.device.type == "cuda" else "CPU"
         return f"{self.source.describe()} on {where} ({self.precision})"
 
+    @property
+    def conditioned(self) -> bool:
+        """Whether the generator takes loss weights (a loss-conditional model; see :meth:`condition`)."""
+        return bool(getattr(self.generator, "conditioned", False))
+
+    def condition(self, weights: tuple[float, float, float] | None, batch: int = 1) -> torch.Tensor | None:
+        """The generator's condition for representation weights ``(surface, structure, texture)`` as multiples of
+        the recipe's (1, 1, 1: the recipe); ``None`` for the recipe's weights or an unconditioned model.
+
+        Raises:
+            ValueError: weights on an unconditioned model (other than all 1), or outside [1/16, 16].
+        """
+        if weights is None:
+            return None
+        values = [float(w) for w in weights]
+        if len(values) != 3 or not all(np.isfinite(v) and 1 / 16 <= v <= 16 for v in values):
+            raise ValueError(f"representation weights must be three numbers in [1/16, 16], got {weights!r}")
+        if not self.conditioned:
+            if any(abs(v - 1) > 1e-9 for v in values):
+                raise ValueError("this model was trained with fixed weights: only 1, 1, 1 is possible")
+            return None
+        return torch.log(torch.tensor(values, device=self.device)).expand(batch, -1)
+
     @torch.inference_mode()
-    def cartoonize_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` in ``[-1, 1]`` (any H, W) -> cartoon ``(B, 3, H, W)`` in ``[-1, 1]``."""
+    def cartoonize_tensor(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, 3, H, W)`` in ``[-1, 1]`` (any H, W) -> cartoon ``(B, 3, H, W)`` in ``[-1, 1]``; ``condition``
+        for a conditioned model (:meth:`condition`)."""
         x = x.to(self.device)
         padded, (height, width) = pad_to_multiple(x)
         reduced = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        if condition is not None and condition.shape[0] != x.shape[0]:
+            condition = condition[:1].expand(x.shape[0], -1)
         with torch.autocast(self.device.type, dtype=reduced or torch.float32, enabled=reduced is not None):
-            out = self.generator(padded.contiguous(memory_format=torch.channels_last))
+            inputs = padded.contiguous(memory_format=torch.channels_last)
+            out = self.generator(inputs) if condition is None else self.generator(inputs, condition)
         out = guided_filter(padded, out.float(), POST_FILTER_RADIUS, POST_FILTER_EPS)
         return out[..., :height, :width].clamp(-1.0, 1.0)
 
-    def cartoonize_array(self, img: np.ndarray) -> np.ndarray:
+    def cartoonize_array(self, img: np.ndarray, condition: torch.Tensor | None = None) -> np.ndarray:
         """``(H, W, 3)`` uint8 at the network's resolution -> cartoon of the same size; tiled when large."""
         if img.shape[0] * img.shape[1] <= TILE * TILE:
-            return to_uint8(self.cartoonize_tensor(to_tensor(img)))[0]
-        return self._cartoonize_tiled(img)
+            return to_uint8(self.cartoonize_tensor(to_tensor(img), condition))[0]
+        return self._cartoonize_tiled(img, condition)
 
     def cartoonize_frames(self, frames: np.ndarray) -> np.ndarray:
         """``(B, H, W, 3)`` uint8 frames of one size, at the network's resolution -> their cartoons, in one batch.
         The frames travel to the device as uint8; padding, the generator and the post-filter run there."""
         return to_uint8(self.cartoonize_tensor(to_tensor(frames, device=self.device)))
 
-    def _cartoonize_tiled(self, img: np.ndarray) -> np.ndarray:
+    def _cartoonize_tiled(self, img: np.ndarray, condition: torch.Tensor | None = None) -> np.ndarray:
         """Overlapping TILE x TILE windows, cross-faded over TILE_OVERLAP pixels: memory stays bounded and the
         seams are invisible (each tile gives the overlap ~50 px of context on both sides of its fade)."""
         height, width = img.shape[:2]
@@ -133,18 +160,20 @@ class Cartoonizer:
         for top in _tile_starts(height):
             for left in _tile_starts(width):
                 bottom, right = min(top + TILE, height), min(left + TILE, width)
-                tile = to_uint8(self.cartoonize_tensor(to_tensor(img[top:bottom, left:right])))[0]
+                tile = to_uint8(self.cartoonize_tensor(to_tensor(img[top:bottom, left:right]), condition))[0]
                 ramp = _fade(top, bottom, height)[:, None, None] * _fade(left, right, width)[None, :, None]
                 total[top:bottom, left:right] += tile * ramp
                 weight[top:bottom, left:right] += ramp
         return np.clip(np.rint(total / weight), 0, 255).astype(np.uint8)
 
-    def __call__(self, image: ImageInput, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
+    def __call__(self, image: ImageInput, max_pixels: int | None = MAX_PIXELS,
+                 weights: tuple[float, float, float] | None = None) -> np.ndarray:
         """Cartoonize one image.
 
         Args:
             image: a path, bytes, PIL image or array (see :func:`cartoon.image.load_image`).
             max_pixels: refuse larger inputs (``None``: no cap).
+            weights: ``(surface, structure, texture)`` as multiples of the recipe's, for a conditioned model.
 
         Returns:
             ``(H, W, 3)`` uint8 RGB of the input's (upright) size.
@@ -152,9 +181,10 @@ class Cartoonizer:
         Raises:
             cartoon.image.ImageError: for unreadable or oversized input.
         """
+        condition = self.condition(weights)
         img = load_image(image, max_pixels=max_pixels)
         small = scale_to_fit(img, short_side=self.max_side)
-        return resize_to(self.cartoonize_array(small), *img.shape[:2])
+        return resize_to(self.cartoonize_array(small, condition), *img.shape[:2])
 
 
 def _tile_starts(size: int) -> list[int]:

@@ -107,3 +107,29 @@ def test_discriminator_patch_scores(channels):
 def test_discriminator_rejects_other_channel_counts():
     with pytest.raises(ValueError, match="in_channels"):
         PatchDiscriminator(in_channels=2)
+
+
+def test_a_conditioned_generator_starts_as_its_unconditioned_self_and_follows_its_condition():
+    from cartoon.models.generator import CONDITION_NAMES
+
+    torch.manual_seed(0)
+    plain = UNetGenerator(channels=4, num_blocks=2).eval()
+    conditioned = UNetGenerator(channels=4, num_blocks=2, condition_dim=len(CONDITION_NAMES)).eval()
+    result = conditioned.load_state_dict(plain.state_dict(), strict=False)
+    assert all(k.startswith("conditioning.") for k in result.missing_keys) and not result.unexpected_keys
+    extra = sum(p.numel() for p in conditioned.conditioning.parameters())
+    assert extra < 0.10 * sum(p.numel() for p in UNetGenerator().parameters())  # < 10 % of G at full width
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(conditioned(x), plain(x))  # the FiLM layers start as the identity
+        torch.nn.init.normal_(conditioned.conditioning.mlp[-1].weight, std=0.1)
+        default = conditioned(x)
+        assert torch.equal(default, conditioned(x, torch.zeros(2, 3)))  # None means the recipe's weights
+        # The weights reach the FiLM layers: different weights, different outputs; each sample its own.
+        condition = torch.tensor([[0.0, 0.0, 0.0], [1.0, -1.0, 0.5]])
+        out = conditioned(x, condition)
+        assert torch.allclose(out[0], default[0], atol=1e-6) and not torch.allclose(out[1], default[1], atol=1e-3)
+    with pytest.raises(ValueError, match="not conditioned"):
+        plain(x, torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="condition"):
+        conditioned(x, torch.zeros(2, 2))

@@ -43,6 +43,12 @@ def _add_training_options(parser: argparse.ArgumentParser, adversarial: bool) ->
         model.add_argument("--structure", default="slic", choices=["slic", "felzenszwalb"],
                            help="superpixels of the structure loss: slic (authors' code) | felzenszwalb (paper)")
         model.add_argument("--segments", type=int, default=200, help="SLIC segments / merge target (authors: 200)")
+        model.add_argument("--conditional", action="store_true",
+                           help="loss-conditional training (Dosovitskiy & Djolonga 2020): each step draws factors for the "
+                                "surface, structure and texture weights and G, conditioned on them (FiLM), learns every "
+                                "mix; the app's weight sliders then steer the cartoon")
+        model.add_argument("--condition-range", type=float, default=4.0,
+                           help="factors are drawn log-uniformly in [1/r, r] around the recipe's weights")
         model.add_argument("--diffaugment", default="color,translation,cutout",
                            help="differentiable augmentation of every discriminator input, real and generated "
                                 "(Zhao et al. 2020; not in the paper): a comma-separated list of color, translation, "
@@ -146,6 +152,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
             if getattr(args, name) < 1:
                 parser.error(f"--{name.replace('_', '-')} must be >= 1")
         if args.command == "adversarial":
+            if not args.condition_range > 1:
+                parser.error(f"--condition-range must be above 1, got {args.condition_range}")
             from train.augment import parse_policy
 
             try:

@@ -26,6 +26,7 @@ from contextlib import nullcontext
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
@@ -34,6 +35,7 @@ from tqdm import tqdm
 from cartoon.checkpoint import load_generator
 from cartoon.device import cpu_supports_bf16, resolve_device
 from cartoon.models import PatchDiscriminator, UNetGenerator
+from cartoon.models.generator import CONDITION_NAMES
 from cartoon.representations.structure import StructureParams, structure_batch
 from cartoon.representations.surface import SURFACE_EPS, SURFACE_RADIUS, guided_filter
 from cartoon.representations.texture import color_shift
@@ -110,6 +112,9 @@ class Trainer:
             self.weights = {name: getattr(args, f"w_{name}") for name in ("surface", "texture", "structure", "content", "tv", "colour")}
             self.augment = parse_policy(args.diffaugment)
             self.augment_rng = torch.Generator(device=self.device).manual_seed(args.seed * 1000 + 7)
+        self.condition_rng = torch.Generator().manual_seed(args.seed * 1000 + 11)
+        self._condition: torch.Tensor | None = None
+        self._factors: dict[str, float] = {}
         if self.channels_last:
             for module in self._modules():
                 module.to(memory_format=torch.channels_last)
@@ -123,13 +128,31 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ building
     def _build_generator(self) -> UNetGenerator:
         init = getattr(self.args, "init", None)
+        conditional = getattr(self.args, "conditional", False)
         if init is not None:
             folder = checkpoints.generator_folder(Path(init))
             generator = load_generator(folder)
             log.info("G initialised from %s", folder)
+            if conditional and not generator.conditioned:  # add the conditioning; it starts as the identity
+                plain = generator
+                generator = UNetGenerator(**plain.config, condition_dim=len(CONDITION_NAMES))
+                result = generator.load_state_dict(plain.state_dict(), strict=False)
+                assert all(key.startswith("conditioning.") for key in result.missing_keys) and not result.unexpected_keys
         else:
-            generator = UNetGenerator(channels=self.args.channels, num_blocks=self.args.num_blocks)
+            generator = UNetGenerator(channels=self.args.channels, num_blocks=self.args.num_blocks,
+                                      condition_dim=len(CONDITION_NAMES) if conditional else 0)
         return generator.to(self.device).train()
+
+    def _draw_condition(self, batch: int) -> None:
+        """Loss-conditional training: this step's weight factors for the surface, structure and texture losses,
+        log-uniform in ``[1/r, r]`` (``--condition-range r``), one draw per batch; G sees their logs."""
+        if not getattr(self.args, "conditional", False) or not self.adversarial:
+            self._condition, self._factors = None, {}
+            return
+        spread = float(np.log(self.args.condition_range))
+        logs = (torch.rand(len(CONDITION_NAMES), generator=self.condition_rng, dtype=torch.float64) * 2 - 1) * spread
+        self._factors = {name: float(np.exp(value)) for name, value in zip(CONDITION_NAMES, logs.tolist())}
+        self._condition = logs.float().to(self.device).expand(batch, -1).contiguous()
 
     def _modules(self) -> list[torch.nn.Module]:
         modules: list[torch.nn.Module] = [self.generator]
@@ -157,6 +180,7 @@ class Trainer:
         """One iteration on ``{"photo": (B,3,H,W)[, "cartoon": ...]}`` in [-1, 1]; returns the named losses as
         detached 0-d tensors on the device (reading them is the caller's choice: it waits for the device)."""
         photo = self._prepare(batch["photo"])
+        self._draw_condition(photo.shape[0])
         if not self.adversarial:
             return self._pretrain_step(photo)
         cartoon = self._prepare(batch["cartoon"])
@@ -164,7 +188,7 @@ class Trainer:
 
     def _pretrain_step(self, photo: torch.Tensor) -> dict[str, torch.Tensor]:
         with self._autocast():
-            output = self.g_train(photo)
+            output = self.g_train(photo, self._condition)
         loss = reconstruction_l1(output, photo)
         self._check_finite({"reconstruction": loss})
         self.g_opt.zero_grad(set_to_none=True)
@@ -176,7 +200,7 @@ class Trainer:
         """``guided_filter(x, G(x), r=1, eps=1e-2)``: what every loss sees (the authors' training graph); G under
         autocast, the filter in fp32."""
         with self._autocast():
-            raw = self.g_train(photo)
+            raw = self.g_train(photo, self._condition)
         return training_output(photo, raw)
 
     def _surface(self, x: torch.Tensor) -> torch.Tensor:
@@ -253,7 +277,9 @@ class Trainer:
 
     def _generator_update(self, losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Weight the five G losses (the trainer's job, never a loss's), check them, step G, unfreeze the Ds."""
-        w = self.weights
+        w = {**self.weights}
+        for name, factor in self._factors.items():  # loss-conditional training scales the three representations
+            w[name] *= factor
         g_total = (w["tv"] * losses["tv"] + w["surface"] * losses["g_surface"] + w["texture"] * losses["g_texture"]
                    + w["content"] * losses["content"] + w["structure"] * losses["structure"]
                    + w["colour"] * losses["colour"])
@@ -315,7 +341,8 @@ class Trainer:
     def parts(self) -> checkpoints.TrainingParts:
         """What a checkpoint of this run saves and restores."""
         parts = checkpoints.TrainingParts(self.generator, {"g_opt": self.g_opt},
-                                          generators={"data": self.data_rng, "shift": self.shift_rng})
+                                          generators={"data": self.data_rng, "shift": self.shift_rng,
+                                                      "condition": self.condition_rng})
         if self.adversarial:
             parts.optimizers["d_opt"] = self.d_opt
             parts.modules.update(d_surface=self.d_surface, d_texture=self.d_texture)

@@ -231,3 +231,20 @@ def test_recipe_trains_exports_within_its_budget_and_resumes(tiny_data, tmp_path
     record = json.loads((run / "recipe.json").read_text())
     assert record["sessions"][-1]["stages"] == {"pretrain": "done before", "adversarial": "done before"}
     assert int(checkpoints.latest_checkpoint(run / "adversarial").name.removeprefix("checkpoint-")) == adversarial_steps
+
+
+def test_loss_conditional_training_exports_a_model_the_weights_steer(tiny_data, tmp_path):
+    pre, adv, out = tmp_path / "pre", tmp_path / "adv", tmp_path / "export"
+    assert main(tiny_args(tiny_data, pre, "pretrain", steps=2)) == 0
+    assert main(tiny_args(tiny_data, adv, steps=4, init=pre, conditional=True, lr=2e-3)) == 0
+    assert main(["export", str(adv), "-o", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["condition_dim"] == 3
+    cartoonizer = Cartoonizer.from_pretrained(str(out), device="cpu")
+    assert cartoonizer.conditioned
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    default = cartoonizer.cartoonize_tensor(x)
+    assert torch.equal(default, cartoonizer.cartoonize_tensor(x, cartoonizer.condition((1, 1, 1))))
+    steered = cartoonizer.cartoonize_tensor(x, cartoonizer.condition((4, 0.25, 1)))
+    assert not torch.equal(default, steered)  # the trained FiLM layers respond to the weights
+    with pytest.raises(ValueError, match=r"\[1/16, 16\]"):
+        cartoonizer.condition((100, 1, 1))
