@@ -205,12 +205,28 @@ def view_updater(view: str) -> Callable:
 
 
 @on_gpu
-def run_generator(img: np.ndarray) -> np.ndarray:
+def run_generator(img: np.ndarray, weights: tuple[float, float, float] | None = None) -> np.ndarray:
     """The only call that needs an accelerator (wrapped by ``spaces.GPU`` on ZeroGPU)."""
     try:
-        return get_cartoonizer()(img)
+        return get_cartoonizer()(img, weights=weights)
     finally:
         release_memory()
+
+
+WEIGHT_FLOOR = 0.25
+"""A conditioned model learnt weights from 1/4x to 4x the recipe's: a slider at 0 asks for the smallest."""
+
+
+def steering(ws: Any, wst: Any, wt: Any) -> tuple[float, float, float] | None:
+    """The weight sliders as the generator's weights, when the loaded model is conditioned (None otherwise: a plain
+    model ignores the page's sliders, which then drive the white-box mix only)."""
+    try:
+        if not get_cartoonizer().conditioned:
+            return None
+    except CheckpointError:
+        return None
+    params = ViewParams.from_values({"surface_weight": ws, "structure_weight": wst, "texture_weight": wt})
+    return tuple(max(WEIGHT_FLOOR, w) for w in params.weights)  # type: ignore[return-value]
 
 
 def release_memory() -> None:
@@ -221,8 +237,8 @@ def release_memory() -> None:
 
 
 @user_errors
-def cartoon_preview(payload: Any, key: str | None) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]] | tuple[None, None]:
-    """UI: the cartoon of the preview (long side <= 512), and the before/after pair."""
+def cartoon_preview(payload: Any, key: str | None, ws: Any = 1, wst: Any = 1, wt: Any = 1) -> tuple:
+    """UI: the cartoon of the preview (long side <= 512) at the sliders' weights, and the before/after pair."""
     if payload is None:
         return None, None
     photo = EXPLORER.photo(_key_for(payload, key))
@@ -230,24 +246,49 @@ def cartoon_preview(payload: Any, key: str | None) -> tuple[np.ndarray, tuple[np
         get_cartoonizer()
     except CheckpointError:
         return None, None  # the status line already says there is no model; the views still work
-    cartoon = run_generator(photo)
+    cartoon = run_generator(photo, steering(ws, wst, wt))
     return cartoon, (photo, cartoon)
 
 
 @user_errors
-def cartoonize(payload: Any) -> np.ndarray:
-    """Public API: the cartoon at full size (short side scaled down to at most 720 px)."""
-    return run_generator(full_size(payload))
+def restyle(payload: Any, key: str | None, ws: Any, wst: Any, wt: Any) -> tuple:
+    """UI: a weight slider moved: a conditioned model re-renders the preview cartoon; a plain one changes nothing."""
+    if payload is None or steering(ws, wst, wt) is None:
+        return gr.skip(), gr.skip()
+    return cartoon_preview(payload, key, ws, wst, wt)
 
 
 @user_errors
-def render_full_size(payload: Any) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]] | tuple[None, None]:
+def cartoonize(payload: Any, surface_weight: Any = 1.0, structure_weight: Any = 1.0, texture_weight: Any = 1.0) -> np.ndarray:
+    """Public API: the cartoon at full size (short side scaled down to at most 720 px); a loss-conditional model
+    takes the three weights (multiples of the recipe's, 1/16 to 16)."""
+    return run_generator(full_size(payload), (float(surface_weight), float(structure_weight), float(texture_weight)))
+
+
+@user_errors
+def render_full_size(payload: Any, ws: Any = 1, wst: Any = 1, wt: Any = 1) -> tuple:
     """UI: the cartoon at full size, and the before/after pair at that size (one decode, one generator call)."""
     if payload is None:
         raise ImageError("Upload a photo first.")
     photo = full_size(payload)
-    cartoon = run_generator(photo)
+    cartoon = run_generator(photo, steering(ws, wst, wt))
     return cartoon, (photo, cartoon)
+
+
+def weights_note() -> str:
+    """The text under the weight sliders: what they do with the loaded model."""
+    try:
+        conditioned = get_cartoonizer().conditioned
+    except CheckpointError:
+        conditioned = False
+    if not conditioned:
+        return ("These weights drive the white-box mix. The loaded generator was trained with fixed weights, so they "
+                "do not change its cartoon.")
+    return ("These weights drive the white-box mix **and steer the generator** (trained loss-conditionally: one model "
+            "for every mix from ¼× to 4×). More **surface** (λ₁, the surface GAN loss on guided-filtered output): "
+            "smoother, cleaner areas. More **structure** (λ₃, the VGG loss to the superpixel image): flatter, more "
+            "sharply divided regions. More **texture** (λ₂, the GAN loss on colour-shifted grey): stronger lines and "
+            "detail. The cartoon re-renders when you release a slider.")
 
 
 def full_size(payload: Any) -> np.ndarray:
@@ -406,8 +447,7 @@ def build_demo() -> gr.Blocks:
                         with gr.Group():
                             gr.Markdown("### Representation weights")
                             place("surface_weight", "structure_weight", "texture_weight")
-                            gr.Markdown("These weights drive the white-box mix. The loaded generator was trained with fixed "
-                                        "weights, so they do not change its cartoon.")
+                            weights_text = gr.Markdown("These weights drive the white-box mix.", elem_id="weights-note")
                         render = gr.Button("Render cartoon at full size (short side ≤ 720 px)", variant="primary", elem_id="render")
                     with gr.Column(scale=3, min_width=240):
                         mix_view = _view("White-box mix", "mix", interactive=False, elem_id="mix")
@@ -444,11 +484,13 @@ def build_demo() -> gr.Blocks:
         private = {"api_visibility": "private", "preprocess": False, "show_progress": "minimal"}
 
         demo.load(model_status, outputs=status, api_name="model_status")
+        demo.load(weights_note, outputs=weights_text, api_visibility="private")
+        weight_controls = [controls["surface_weight"], controls["structure_weight"], controls["texture_weight"]]
         photo.change(
             on_photo, [photo, *all_params], [key_state, surface_view, structure_view, texture_view, mix_view, cartoon_view],
             api_visibility="private", preprocess=False, trigger_mode="always_last",
-        ).then(cartoon_preview, [photo, key_state], [cartoon_view, before_after], api_visibility="private",
-               preprocess=False, trigger_mode="always_last")
+        ).then(cartoon_preview, [photo, key_state, *weight_controls], [cartoon_view, before_after],
+               api_visibility="private", preprocess=False, trigger_mode="always_last")
 
         groups = {"surface": (("radius", "eps"), [surface_view, mix_view]),
                   "structure": (("algorithm", "scale", "sigma", "min_size", "n_segments", "merge_to"), [structure_view, mix_view]),
@@ -460,11 +502,14 @@ def build_demo() -> gr.Blocks:
             for name in names:
                 widget = controls[name]
                 event = widget.change if isinstance(widget, gr.Radio) else widget.release
-                event(handler, [photo, key_state, *all_params], outputs, trigger_mode="always_last", **private)
+                wired = event(handler, [photo, key_state, *all_params], outputs, trigger_mode="always_last", **private)
+                if view == "mix":  # a conditioned generator follows the weights too
+                    wired.then(restyle, [photo, key_state, *weight_controls], [cartoon_view, before_after], **private)
         reseed_button.click(reseed, seed, [controls["red"], controls["green"], controls["blue"], seed],
                             api_visibility="private").then(
             view_updater("texture"), [photo, key_state, *all_params], [texture_view, mix_view], **private)
-        render.click(render_full_size, [photo], [cartoon_view, before_after], api_visibility="private", preprocess=False)
+        render.click(render_full_size, [photo, *weight_controls], [cartoon_view, before_after], api_visibility="private",
+                     preprocess=False)
         render_clip.click(cartoonize_clip, [clip, stabilize], [clip_cartoon], api_name="cartoonize_video", concurrency_limit=1)
 
         # Public API (gradio_client): named endpoints on hidden components. Photos arrive unprocessed (preprocess
@@ -474,7 +519,9 @@ def build_demo() -> gr.Blocks:
         api_cartoon = gr.Image(format="png", visible=False)
         gr.Button(visible=False).click(representations, [api_photo, *all_params], api_views, api_name="representations",
                                        preprocess=False)
-        gr.Button(visible=False).click(cartoonize, [api_photo], [api_cartoon], api_name="cartoonize", preprocess=False)
+        api_weights = [gr.Number(value=1.0, visible=False) for _ in range(3)]
+        gr.Button(visible=False).click(cartoonize, [api_photo, *api_weights], [api_cartoon], api_name="cartoonize",
+                                       preprocess=False)
     return demo
 
 

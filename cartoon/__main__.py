@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-side", type=int, default=DEFAULT_MAX_SIDE, help="scale the short side down to this before the network; 0 = full size"
     )
     parser.add_argument("--views", action="store_true", help="also write the surface, structure and texture views")
+    parser.add_argument("--weights", default=None, metavar="S,ST,T",
+                        help="surface, structure and texture weights as multiples of the recipe's (a loss-conditional "
+                             "model only), e.g. 2,1,0.5")
     parser.add_argument("--no-stabilize", action="store_true",
                         help="videos: cartoonize every frame on its own (no optical-flow smoothing between frames)")
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available)")
@@ -78,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"Model: {cartoonizer.describe()}", file=sys.stderr)
+    try:
+        weights = None if args.weights is None else tuple(float(w) for w in args.weights.split(","))
+        cartoonizer.condition(weights)  # checks them against the model before any file is touched
+    except ValueError as error:
+        print(f"error: --weights {args.weights}: {error}", file=sys.stderr)
+        return 2
     args.output.mkdir(parents=True, exist_ok=True)
 
     failures = 0
@@ -89,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 write_video(cartoonizer, path, args.output / f"{stem}.mp4", args.max_side or None, not args.no_stabilize)
                 continue
             img = load_image(path)
-            save_png(cartoonizer(img), args.output / f"{stem}.png")
+            save_png(cartoonizer(img, weights=weights), args.output / f"{stem}.png")
             if args.views:  # at the resolution the network sees
                 small = scale_to_fit(img, short_side=cartoonizer.max_side)
                 save_png(surface(small), args.output / f"{stem}.surface.png")

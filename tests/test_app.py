@@ -143,3 +143,43 @@ def test_explorer_cache_is_bounded_in_bytes():
     for index in range(10):
         cache.get_or_compute(index, lambda: np.zeros(1_000, np.uint8))
     assert cache.bytes <= 3_000 and 9 in cache and 0 not in cache
+
+
+def conditioned_tiny_generator():
+    """A tiny loss-conditional generator whose FiLM layers respond (random last layer instead of zeros)."""
+    import torch
+
+    from cartoon.models import UNetGenerator
+
+    torch.manual_seed(1)
+    generator = UNetGenerator(channels=4, num_blocks=1, condition_dim=3).eval()
+    torch.nn.init.normal_(generator.conditioning.mlp[-1].weight, std=0.5)
+    return generator
+
+
+def test_a_conditioned_model_follows_the_weights_and_a_plain_one_refuses_them(tmp_path):
+    from cartoon.inference import Cartoonizer
+
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        conditioned = Cartoonizer(conditioned_tiny_generator(), device="cpu")
+        monkeypatch.setattr(app, "get_cartoonizer", lambda: conditioned)
+        payload = {"path": str(EXAMPLE)}
+        default, steered = app.cartoonize(payload), app.cartoonize(payload, 4, 0.25, 1)
+        assert default.shape == steered.shape and np.abs(default.astype(int) - steered.astype(int)).mean() > 0.5
+        assert np.array_equal(default, app.cartoonize(payload, 1, 1, 1))
+        assert "steer the generator" in app.weights_note()
+        key = app.register(payload)
+        moved = app.restyle(payload, key, 2, 1, 1)[0]
+        assert not np.array_equal(moved, app.cartoon_preview(payload, key)[0])  # a weight slider re-renders
+        plain = Cartoonizer(make_tiny(), device="cpu")
+        monkeypatch.setattr(app, "get_cartoonizer", lambda: plain)
+        with pytest.raises(app.gr.Error, match="fixed weights"):
+            app.cartoonize(payload, 2, 1, 1)
+        assert "do not change its cartoon" in app.weights_note()
+        assert all(isinstance(v, type(app.gr.skip())) for v in app.restyle(payload, key, 2, 1, 1))  # nothing to redo
+
+
+def make_tiny():
+    from tests.conftest import make_tiny_generator
+
+    return make_tiny_generator()

@@ -53,3 +53,24 @@ def test_runs_as_a_module(tmp_path, photo, tiny_checkpoint):
     )
     assert result.returncode == 0, result.stderr
     assert "1 of 1 files" in result.stderr
+
+
+def test_weights_steer_a_conditioned_model_and_are_refused_by_a_plain_one(tiny_checkpoint, tmp_path, capsys):
+    import torch
+
+    from cartoon.checkpoint import save_generator
+    from cartoon.models import UNetGenerator
+
+    torch.manual_seed(1)
+    generator = UNetGenerator(channels=4, num_blocks=1, condition_dim=3)
+    torch.nn.init.normal_(generator.conditioning.mlp[-1].weight, std=0.5)
+    save_generator(generator, tmp_path / "conditioned")
+    photo = Path(__file__).resolve().parent.parent / "assets" / "examples" / "coffee.jpg"
+    outputs = {}
+    for name, weights in (("default", "1,1,1"), ("steered", "3,0.5,1")):
+        assert main([str(photo), "-o", str(tmp_path / name), "--model", str(tmp_path / "conditioned"), "--device", "cpu",
+                     "--weights", weights]) == 0
+        outputs[name] = np.asarray(Image.open(tmp_path / name / "coffee.png"))
+    assert np.abs(outputs["default"].astype(int) - outputs["steered"].astype(int)).mean() > 0.5
+    assert main([str(photo), "-o", str(tmp_path / "plain"), "--model", str(tiny_checkpoint), "--weights", "2,1,1"]) == 2
+    assert "fixed weights" in capsys.readouterr().err and not (tmp_path / "plain").exists()
