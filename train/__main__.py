@@ -48,6 +48,10 @@ def run(args) -> int:
 
         print(f"pushed: {push(args.folder, args.repo, args.private)}")
         return 0
+    if args.command == "weight-effects":
+        from train.weight_effects import run as run_effects
+
+        return run_effects(args)
     if args.command == "recipe":
         from train.recipe import run as run_recipe
 

@@ -129,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--reference-crops", type=int, default=768, help="crops of the cartoon set and of the photo set")
     evaluate.add_argument("--out", type=Path, default=Path("runs/evaluation"))
 
+    effects = commands.add_parser("weight-effects", help="what a loss-conditional model's weights do (table, grid)",
+                                  formatter_class=fmt)
+    from train.weight_effects import add_options as add_effect_options
+
+    add_effect_options(effects)
+
     recipe = commands.add_parser("recipe", help="pretrain -> adversarial -> export -> evaluate within a time budget",
                                  formatter_class=fmt)
     from train.recipe import add_options as add_recipe_options

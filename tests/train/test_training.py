@@ -248,3 +248,27 @@ def test_loss_conditional_training_exports_a_model_the_weights_steer(tiny_data, 
     assert not torch.equal(default, steered)  # the trained FiLM layers respond to the weights
     with pytest.raises(ValueError, match=r"\[1/16, 16\]"):
         cartoonizer.condition((100, 1, 1))
+
+
+def test_weight_effects_table_and_grid_for_a_conditioned_model(tmp_path, capsys):
+    from cartoon.checkpoint import save_generator
+    from cartoon.models import UNetGenerator
+
+    torch.manual_seed(1)
+    generator = UNetGenerator(channels=4, num_blocks=1, condition_dim=3)
+    torch.nn.init.normal_(generator.conditioning.mlp[-1].weight, std=0.5)
+    save_generator(generator, tmp_path / "model")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.open(ROOT / "assets" / "examples" / "coffee.jpg").save(photos / "coffee.png")
+    assert main(["weight-effects", "--model", str(tmp_path / "model"), "--held-out", str(photos), "--side", "64",
+                 "--device", "cpu", "--out", str(tmp_path / "out")]) == 0
+    effects = json.loads((tmp_path / "out" / "effects.json").read_text())
+    assert set(effects) == {"surface", "structure", "texture"} and len(effects["texture"]["values"]) == 5
+    assert len(set(effects["structure"]["values"].values())) > 1  # the weights change the cartoons measured
+    grid = np.asarray(Image.open(tmp_path / "out" / "grid.png"))
+    assert grid.shape[0] > 3 * 64 and grid.shape[1] > 3 * 64
+
+    save_generator(UNetGenerator(channels=4, num_blocks=1), tmp_path / "plain")
+    assert main(["weight-effects", "--model", str(tmp_path / "plain"), "--held-out", str(photos)]) == 2
+    assert "not a loss-conditional model" in capsys.readouterr().out
