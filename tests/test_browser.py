@@ -278,24 +278,20 @@ def test_the_video_tab_cartoonizes_a_clip_that_plays(page, tmp_path):
     page.screenshot(path=str(SCREENSHOT_DIR / "video-tab.png"), full_page=True)
 
 
-def test_weight_sliders_re_render_a_conditioned_models_cartoon(tmp_path):
+def test_weight_sliders_re_render_a_conditioned_models_cartoon(page, monkeypatch):
     """With a loss-conditional model loaded, releasing a weight slider changes the cartoon (not only the mix)."""
     import app
     from cartoon.inference import Cartoonizer
     from tests.test_app import conditioned_tiny_generator
 
     cartoonizer = Cartoonizer(conditioned_tiny_generator(), device="cpu")
-    with pytest.MonkeyPatch.context() as monkeypatch, running_app(monkeypatch) as url, sync_playwright() as playwright:
-        monkeypatch.setattr(app, "get_cartoonizer", lambda: cartoonizer)
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu",
-                                                                             "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url)
-        expect(page.locator("#weights-note")).to_contain_text("steer the generator", timeout=TIMEOUT_MS)
-        tour = Tour(page)
-        tour.act("conditioned-upload", lambda: page.locator("#photo input[type=file]").set_input_files(
-            str(EXAMPLES / "flower.jpg")), changes=ALL_OUTPUTS)
-        for name, fraction in (("surface_weight", 0.95), ("texture_weight", 0.1)):
-            tour.act(f"conditioned-{name}", lambda: tour.click_track(name, fraction), changes=("mix", "cartoon"),
-                     keeps=("surface", "structure", "texture"))
-        browser.close()
+    monkeypatch.setattr(app, "get_cartoonizer", lambda: cartoonizer)  # the same server, now with that model
+    page.reload()
+    page.get_by_role("tab", name="Photo").click()
+    expect(page.locator("#weights-note")).to_contain_text("steer the generator", timeout=TIMEOUT_MS)
+    tour = Tour(page)
+    tour.act("conditioned-upload", lambda: page.locator("#photo input[type=file]").set_input_files(
+        str(EXAMPLES / "flower.jpg")), changes=ALL_OUTPUTS)
+    for name, fraction in (("surface_weight", 0.95), ("texture_weight", 0.1)):
+        tour.act(f"conditioned-{name}", lambda: tour.click_track(name, fraction), changes=("mix", "cartoon"),
+                 keeps=("surface", "structure", "texture"))
