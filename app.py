@@ -313,7 +313,7 @@ def cartoonize_clip(video: Any, stabilize: Any = True, progress: gr.Progress = g
     """Public API: a clip's cartoon as an H.264 MP4 (same timing and sound, short side <= 720 px)."""
     if video is None:
         raise ImageError("Upload a video first.")
-    source = photo_path({"path": video} if isinstance(video, (str, os.PathLike)) else video)
+    source = photo_path(video)  # a path (preprocessed Video) or a payload: the same folder check
     check_size(source, VIDEO_MAX_MB, "videos")
     folder = Path(tempfile.mkdtemp(prefix="cartoon-video-", dir=_allowed_roots()[1]))
     target = folder / f"{source.stem}-cartoon.mp4"

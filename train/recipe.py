@@ -92,9 +92,8 @@ def run(args: argparse.Namespace) -> int:
     common = ["--photos", str(args.photos), "--device", args.device, "--patch-size", str(args.patch_size),
               "--batch-size", str(args.batch_size), "--held-out", str(args.held_out), "--steps", "100000000",
               "--resume", "latest", "--save-every", "500", "--sample-every", "500"]
-    for name, extra in (("photo-faces", args.photo_faces),):
-        if extra is not None:
-            common += [f"--{name}", str(extra)]
+    if args.photo_faces is not None:  # both stages see photo faces; cartoon faces are the adversarial stage's
+        common += ["--photo-faces", str(args.photo_faces)]
     stage_options = {
         "pretrain": ["pretrain", *common, *shlex.split(args.pretrain_args)],
         "adversarial": ["adversarial", *common, "--cartoons", str(args.cartoons), "--perceptual", args.perceptual,
