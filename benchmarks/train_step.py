@@ -43,7 +43,11 @@ VARIANTS = {
     "fast, bf16, host superpixels inline": ["adversarial", "--bf16", "on", "--structure-on", "host",
                                             "--superpixel-workers", "0"],
     "fast, bf16, structure on the device (torch SLIC)": ["adversarial", "--bf16", "on", "--structure-on", "device"],
+    "fast, bf16, structure on the device, torch.compile (G, Ds, VGG)": ["adversarial", "--bf16", "on", "--structure-on",
+                                                                        "device", "+compile"],
 }
+COMPILE = "+compile"
+"""Not a trainer option: the benchmark wraps the trainer's networks in ``torch.compile`` (issue 14 asks to try it)."""
 
 
 def make_data(root: Path) -> None:
@@ -57,11 +61,18 @@ def make_data(root: Path) -> None:
 def time_variant(root: Path, weights: Path, extra: list[str], args: argparse.Namespace) -> tuple[Timing, float | None]:
     """Seconds per step (each timed on its own after the warm-up) and the share spent waiting for structure."""
     command, *flags = extra
+    compiled = COMPILE in flags
+    flags = [flag for flag in flags if flag != COMPILE]
     options = [command, "--photos", str(root / "photos"), "--patch-size", str(args.patch), "--batch-size",
                str(args.batch), "--run-dir", str(root / "run"), "--no-tensorboard", "--device", args.device, *flags]
     if command == "adversarial":
         options += ["--cartoons", str(root / "cartoons"), "--perceptual", "vgg16", "--vgg-weights", str(weights)]
     trainer = Trainer(parse(options))
+    if compiled:
+        trainer.g_train = torch.compile(trainer.g_train)
+        trainer.d_surface_train = torch.compile(trainer.d_surface_train)
+        trainer.d_texture_train = torch.compile(trainer.d_texture_train)
+        trainer.perceptual = torch.compile(trainer.perceptual)
     data = load_training_data(trainer.args)
     data.place(trainer.device)
     if isinstance(getattr(trainer, "superpixels", None), DeviceStructure):
@@ -96,7 +107,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--only", default=None, help="run only the variants whose name contains this text")
+    parser.add_argument("--only", default=None, help="comma-separated texts: run only the variants whose name contains one of them")
     parser.add_argument("--vgg-weights", type=Path, default=Path("weights/vgg16_features.safetensors"))
     add_json_option(parser)
     args = parser.parse_args()
@@ -115,7 +126,7 @@ def main() -> None:
               f"{info['cuda'] or 'no GPU'} | torch {info['torch']} | {info['threads']} threads | {info['cpus']} CPUs")
         print("| variant | steps/s (median) | s/step: median (quartiles) | waiting for structure |\n|---|---|---|---|")
         for name, extra in VARIANTS.items():
-            if args.only and args.only not in name:
+            if args.only and not any(text in name for text in args.only.split(",")):
                 continue
             timing, waiting = time_variant(root, weights, extra, args)
             print(f"| {name} | {1 / timing.median:.2f} | {timing.median:.3f} ({timing.q1:.3f}-{timing.q3:.3f}) | "

@@ -152,7 +152,7 @@ class Trainer:
         spread = float(np.log(self.args.condition_range))
         logs = (torch.rand(len(CONDITION_NAMES), generator=self.condition_rng, dtype=torch.float64) * 2 - 1) * spread
         self._factors = {name: float(np.exp(value)) for name, value in zip(CONDITION_NAMES, logs.tolist())}
-        self._condition = logs.float().to(self.device).expand(batch, -1).contiguous()
+        self._condition = logs.float().to(self.device, non_blocking=True).expand(batch, -1).contiguous()
 
     def _modules(self) -> list[torch.nn.Module]:
         modules: list[torch.nn.Module] = [self.generator]

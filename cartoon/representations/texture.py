@@ -79,7 +79,8 @@ def color_shift(
     outputs = []
     for x in images:
         check_tensor_image(x)
-        kernel = torch.tensor([w.red / total, w.green / total, w.blue / total], dtype=x.dtype, device=x.device)
+        kernel = torch.tensor([w.red / total, w.green / total, w.blue / total], dtype=x.dtype)
+        kernel = kernel.to(x.device, non_blocking=True)  # a blocking copy would wait for the device every step
         outputs.append((x * kernel.view(1, 3, 1, 1)).sum(dim=1, keepdim=True))
     return tuple(outputs)
 
