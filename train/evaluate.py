@@ -112,6 +112,12 @@ def load_cartoonizer(path: Path) -> Cartoonizer:
     return Cartoonizer.from_pretrained(str(generator_folder(path)), device="cpu", max_side=None)
 
 
+def model_label(path: Path) -> str:
+    """A short row name for a model path: its folder, or the run's folder for an ``export`` folder."""
+    path = Path(path)
+    return path.parent.name if path.name in ("export", "generator") and path.parent.name else path.name
+
+
 def comparison_sheet(rows: list[list[np.ndarray]], labels: list[str], out: Path, tile: tuple[int, int] = (360, 270)) -> None:
     """One row per photo, one column per method; every image fitted into the same tile (letterboxed on white)."""
     from PIL import ImageDraw
@@ -138,7 +144,10 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     methods: dict[str, Callable[[np.ndarray], np.ndarray]] = {"photo (input)": lambda img: img}
-    methods["ours"] = load_cartoonizer(args.model)
+    models = args.model if isinstance(args.model, list) else [args.model]
+    ours = ["ours"] if len(models) == 1 else [f"ours: {model_label(path)}" for path in models]
+    for name, path in zip(ours, models):
+        methods[name] = load_cartoonizer(path)
     if args.pretrain is not None:
         methods["pretrain only"] = load_cartoonizer(args.pretrain)
     methods.update({"cv2.stylization": stylization, "bilateral x3": bilateral, "white-box mix": white_box_mix})
@@ -169,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     for name, r in results.items():
         print(f"| {name} | {r['fd_to_cartoons']:.1f} | {r['fd_to_photos']:.1f} | {r['flat_fraction']:.3f} | "
               f"{r['colours_5bit']:.0f} | {r['ssim_to_photo']:.3f} |")
-    columns = ["photo (input)", "cv2.stylization", "ours"] + (["pretrain only"] if args.pretrain else [])
+    columns = ["photo (input)", "cv2.stylization", *ours] + (["pretrain only"] if args.pretrain else [])
     comparison_sheet([[outputs[c][i] for c in columns] for i in range(len(photos))], columns, args.out / "comparison.png")
     print(f"sheet: {args.out / 'comparison.png'}")
     return 0

@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="quality table (Frechet distances) and comparison sheet",
                                    formatter_class=fmt)
-    evaluate.add_argument("--model", type=Path, required=True, help="exported model, run folder or checkpoint")
+    evaluate.add_argument("--model", type=Path, nargs="+", required=True,
+                          help="exported model, run folder or checkpoint; several: one row each, against the same references")
     evaluate.add_argument("--pretrain", type=Path, default=None, help="pretrain run (or checkpoint) to compare with")
     evaluate.add_argument("--held-out", type=Path, default=Path("data/held_out"))
     evaluate.add_argument("--cartoons", type=Path, default=Path("data/cartoons"))

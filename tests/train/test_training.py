@@ -272,3 +272,36 @@ def test_weight_effects_table_and_grid_for_a_conditioned_model(tmp_path, capsys)
     save_generator(UNetGenerator(channels=4, num_blocks=1), tmp_path / "plain")
     assert main(["weight-effects", "--model", str(tmp_path / "plain"), "--held-out", str(photos)]) == 2
     assert "not a loss-conditional model" in capsys.readouterr().out
+
+
+def test_evaluate_ranks_several_models_against_the_same_references(tiny_data, tmp_path):
+    """``evaluate --model A B``: one row per model (named after its run), the baselines once, one sheet column each."""
+    from safetensors.torch import save_file
+    from torchvision.models import vgg16
+
+    from train.evaluate import POOL_LAYER
+
+    rng = np.random.default_rng(1)
+    folders = {}
+    for kind in ("held_out", "photos", "cartoons"):
+        folders[kind] = tmp_path / kind
+        folders[kind].mkdir()
+        for index in range(2):
+            img = rng.integers(0, 256, (1, 1, 3)) + rng.normal(0, 20, (160, 200, 3))
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(folders[kind] / f"{index}.png")
+    weights = tmp_path / "vgg16.safetensors"
+    save_file(vgg16(weights=None).features[:POOL_LAYER].state_dict(), str(weights))
+    models = []
+    for name, seed in (("first", 0), ("second", 1)):
+        run = tmp_path / name
+        assert main(tiny_args(tiny_data, run, "pretrain", steps=2, seed=seed)) == 0
+        assert main(["export", str(run), "-o", str(run / "export")]) == 0
+        models.append(str(run / "export"))
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--model", *models, "--held-out", str(folders["held_out"]), "--photos",
+                 str(folders["photos"]), "--cartoons", str(folders["cartoons"]), "--vgg-weights", str(weights),
+                 "--side", "160", "--crops", "4", "--reference-crops", "8", "--out", str(out)]) == 0
+    rows = json.loads((out / "quality.json").read_text())
+    assert {"ours: first", "ours: second", "photo (input)", "bilateral x3"} <= set(rows)
+    assert rows["ours: first"]["fd_to_cartoons"] != rows["ours: second"]["fd_to_cartoons"]  # each row is its model
+    assert Image.open(out / "comparison.png").width == 360 * 4  # photo, cv2, and the two models
