@@ -12,7 +12,7 @@ photo; the table gives, averaged over the photos, the measure the paper's ablati
   of the guided-filtered cartoon): smoother, cleaner areas as it falls.
 
 It also writes ``grid.png``: the first held-out photo's cartoon across structure (rows) x texture (columns) at
-1/4x, 1x and 4x, and ``effects.json`` with the numbers.
+1/4x, 1x and 4x, ``curves.png`` (each measure against its weight, relative to 1x) and ``effects.json``.
 """
 
 from __future__ import annotations
@@ -71,6 +71,37 @@ def grid(cartoonizer: Cartoonizer, photo: np.ndarray, out: Path, values: tuple[f
     sheet.save(out)
 
 
+def curves(table: dict[str, dict], out: Path, size: tuple[int, int] = (300, 220)) -> None:
+    """One panel per weight: its measure against the weight (log axis, 1/4x..4x), relative to the 1x value."""
+    width, height = size
+    left, right, top, bottom = 46, 12, 28, 34
+    sheet = Image.new("RGB", (width * len(table), height), "white")
+    draw = ImageDraw.Draw(sheet)
+    for panel, (name, entry) in enumerate(table.items()):
+        x0 = panel * width
+        values = [entry["values"][str(v)] for v in VALUES]
+        relative = [v / values[VALUES.index(1.0)] for v in values]
+        low, high = min(min(relative), 0.9), max(max(relative), 1.1)
+        plot_w, plot_h = width - left - right, height - top - bottom
+
+        def point(index: int, value: float) -> tuple[float, float]:
+            return (x0 + left + plot_w * index / (len(VALUES) - 1),
+                    top + plot_h * (1 - (value - low) / (high - low)))
+
+        draw.text((x0 + left, 6), f"{name} weight -> {entry['measure']}", fill="black")
+        draw.rectangle((x0 + left, top, x0 + left + plot_w, top + plot_h), outline=(160, 160, 160))
+        for tick in (low, 1.0, high):
+            draw.text((x0 + 4, point(0, tick)[1] - 6), f"{tick:.2f}", fill=(90, 90, 90))
+            draw.line((x0 + left, point(0, tick)[1], x0 + left + plot_w, point(0, tick)[1]), fill=(225, 225, 225))
+        for index, weight in enumerate(VALUES):
+            draw.text((point(index, low)[0] - 10, top + plot_h + 8), f"{weight:g}x", fill=(90, 90, 90))
+        points = [point(i, v) for i, v in enumerate(relative)]
+        draw.line(points, fill=(200, 60, 30), width=3)
+        for x, y in points:
+            draw.ellipse((x - 4, y - 4, x + 4, y + 4), fill=(200, 60, 30))
+    sheet.save(out)
+
+
 def run(args: argparse.Namespace) -> int:
     cartoonizer = Cartoonizer.from_pretrained(str(generator_folder(args.model)), device=args.device, max_side=None)
     if not cartoonizer.conditioned:
@@ -91,8 +122,10 @@ def run(args: argparse.Namespace) -> int:
         trend = "yes (monotone)" if rising else "no: falls (monotone)" if falling else "not monotone"
         print(f"| {name} | {label} | " + " | ".join(f"{v:.4g}" for v in row) + f" | {trend} |", flush=True)
     (args.out / "effects.json").write_text(json.dumps(table, indent=2) + "\n")
+    curves(table, args.out / "curves.png")
     grid(cartoonizer, photos[0], args.out / "grid.png")
-    print(f"grid: {args.out / 'grid.png'} (rows: structure weight, columns: texture weight)")
+    print(f"grid: {args.out / 'grid.png'} (rows: structure weight, columns: texture weight); "
+          f"curves: {args.out / 'curves.png'} (each measure relative to its value at 1x)")
     return 0
 
 

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import save_file
 
 from train import checkpoints
@@ -183,3 +184,21 @@ def test_separation_auc_counts_ordered_pairs():
     assert auc(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 1.0
     assert auc(np.array([0.0]), np.array([1.0])) == 0.0
     assert auc(np.array([1.0, 1.0]), np.array([1.0])) == 0.5
+
+
+def test_gpu_pack_shrinks_images_and_cuts_the_vgg_in_half_precision(tmp_path):
+    from safetensors.torch import load_file
+
+    from train.gpu_pack import main as gpu_pack
+
+    photos = tmp_path / "data" / "photos"
+    photos.mkdir(parents=True)
+    Image.fromarray(np.full((900, 1200, 3), 120, np.uint8)).save(photos / "large.png")
+    Image.fromarray(np.full((300, 400, 3), 60, np.uint8)).save(photos / "small.png")
+    vgg = tmp_path / "vgg16_features.safetensors"
+    save_file({"0.weight": torch.ones(4, 3, 3, 3), "21.bias": torch.ones(4), "24.weight": torch.ones(4, 4, 3, 3)}, str(vgg))
+    assert gpu_pack(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "gpu"), "--vgg", str(vgg)]) == 0
+    sizes = {p.name: Image.open(p).size for p in (tmp_path / "gpu" / "photos").iterdir()}
+    assert sizes == {"large.jpg": (960, 720), "small.jpg": (400, 300)}
+    cut = load_file(str(tmp_path / "vgg16_conv4_3_fp16.safetensors"))
+    assert set(cut) == {"0.weight", "21.bias"} and all(t.dtype == torch.float16 for t in cut.values())

@@ -268,6 +268,8 @@ def test_weight_effects_table_and_grid_for_a_conditioned_model(tmp_path, capsys)
     assert len(set(effects["structure"]["values"].values())) > 1  # the weights change the cartoons measured
     grid = np.asarray(Image.open(tmp_path / "out" / "grid.png"))
     assert grid.shape[0] > 3 * 64 and grid.shape[1] > 3 * 64
+    curves = np.asarray(Image.open(tmp_path / "out" / "curves.png"))
+    assert curves.shape[1] == 3 * 300 and (np.abs(curves.astype(int) - [200, 60, 30]).sum(-1) == 0).sum() > 100  # drawn
 
     save_generator(UNetGenerator(channels=4, num_blocks=1), tmp_path / "plain")
     assert main(["weight-effects", "--model", str(tmp_path / "plain"), "--held-out", str(photos)]) == 2
