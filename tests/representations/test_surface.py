@@ -67,6 +67,19 @@ class TestGuidedFilter:
         numpy_out = guided_filter_numpy(hwc(x).astype(np.float32), hwc(x).astype(np.float32), 5, 0.2)
         assert np.abs(torch_out - numpy_out).max() <= 1e-5
 
+    @pytest.mark.parametrize("r,eps", [(1, 5e-3), (5, 0.2)])
+    def test_autograd_and_opencv_paths_agree_on_a_batch(self, r, eps):
+        """Without autograd on the CPU the filter runs through OpenCV; with it, through torch: same values."""
+        g = torch.Generator().manual_seed(1)
+        x = torch.rand(2, 3, 21, 30, generator=g) * 2 - 1
+        y = (x + 0.3 * torch.randn(2, 3, 21, 30, generator=g)).clamp(-1, 1)
+        for guide, source in ((x, y), (x, x)):  # guided, and self-guided (the surface representation)
+            fast = guided_filter(guide, source, r, eps)
+            slow = guided_filter(guide.clone().requires_grad_(), source, r, eps)
+            assert slow.requires_grad and not fast.requires_grad
+            assert fast.shape == source.shape and fast.dtype == source.dtype
+            assert (fast - slow.detach()).abs().max() <= 1e-5
+
     def test_one_channel_guide(self, pair):
         x, y = pair
         gray = x.mean(dim=1, keepdim=True)
