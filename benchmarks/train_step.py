@@ -89,6 +89,8 @@ def time_variant(root: Path, weights: Path, extra: list[str], args: argparse.Nam
                 torch.cuda.synchronize()
             seconds.append(time.perf_counter() - start)
         trainer.verify_finite()
+        if args.profile:
+            profile_steps(trainer, data, args)
         del losses
         if hasattr(trainer, "superpixels"):
             waited = trainer.superpixels.waited_s
@@ -100,6 +102,25 @@ def time_variant(root: Path, weights: Path, extra: list[str], args: argparse.Nam
             trainer.superpixels.close()
 
 
+def profile_steps(trainer: Trainer, data, args: argparse.Namespace) -> None:
+    """``--profile N``: N more steps under torch.profiler; prints where the host and the device spend the step
+    and how many device kernels one step launches (launch-bound when the host time per step exceeds the device's)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if trainer.device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for index in range(args.profile):
+            trainer.step(data.batch(index, args.batch, args.patch, trainer.data_rng))
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize()
+    events = prof.key_averages()
+    if trainer.device.type == "cuda":
+        kernels = sum(e.count for e in prof.events() if e.device_type.name == "CUDA") / args.profile
+        print(f"# {kernels:.0f} device kernels per step")
+        print(events.table(sort_by="self_cuda_time_total", row_limit=15))
+    print(events.table(sort_by="self_cpu_time_total", row_limit=15))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -107,6 +128,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--profile", type=int, default=0, help="profile this many more steps of each variant")
     parser.add_argument("--only", default=None, help="comma-separated texts: run only the variants whose name contains one of them")
     parser.add_argument("--vgg-weights", type=Path, default=Path("weights/vgg16_features.safetensors"))
     add_json_option(parser)

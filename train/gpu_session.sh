@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One lent-GPU session as one prepared device call (issues 14, 16, 17; ../shared/gpu.md):
-#   1. the training-step benchmark (pretrain, adversarial with structure on the device, the same under torch.compile);
+#   1. the training-step benchmark (pretrain, adversarial with structure on the device, a profile of the latter);
 #   2. one shared pretrain run, alone on the device;
 #   3. the recipe's adversarial stage for each variant in VARIANTS, all at once (small networks leave an H100 idle
 #      between kernels, so concurrent runs cost each other little), resumed from the shared pretrain, each falling
@@ -18,7 +18,8 @@ PATCH=${PATCH:-256} BATCH=${BATCH:-16} PRETRAIN_MIN=${PRETRAIN_MIN:-1.0} DEADLIN
 BENCH_PATCH=${BENCH_PATCH:-256} BENCH_BATCH=${BENCH_BATCH:-16} BENCH_STEPS=${BENCH_STEPS:-30}
 DATA=${DATA:-data/gpu} VGG=${VGG:-weights/vgg16_conv4_3_fp16.safetensors}
 # name=extra adversarial options (on top of the recipe's); '+' stands for a space
-VARIANTS=${VARIANTS:-"v2= conditional=--conditional strong=--w-surface+2.0+--w-texture+1.5"}
+# 2026-11-25: "v2= conditional=--conditional strong=--w-surface+2.0+--w-texture+1.5" with the recipe then at structure 300
+VARIANTS=${VARIANTS:-"v2= conditional=--conditional"}
 mkdir -p "$OUT" "$RUNS"
 LOG="$OUT/session.log"
 say() { echo "[$(( $(date +%s) - START ))s] $*" | tee -a "$LOG"; }
@@ -29,14 +30,17 @@ say "$("$PYTHON" -c "import torch, sys; print(sys.version.split()[0], 'torch', t
 for kind in photos cartoons photo_faces cartoon_faces held_out; do say "data $kind: $(ls "$DATA/$kind" | wc -l)"; done
 
 # 1. The benchmark (alone on the device).
-bench() {  # name, timeout, --only texts
+bench() {  # name, timeout, --only texts, more options
   timeout "$2" "$PYTHON" benchmarks/train_step.py --device "$DEVICE" --patch "$BENCH_PATCH" --batch "$BENCH_BATCH" \
-    --steps "$BENCH_STEPS" --warmup 5 --vgg-weights "$VGG" --only "$3" --json "$OUT/$1.json" 2>&1 \
-    | grep -v -E "Warning|warn\(" >> "$LOG"
+    --steps "$BENCH_STEPS" --warmup 5 --vgg-weights "$VGG" --only "$3" --json "$OUT/$1.json" ${4:-} 2>&1 \
+    | grep -v -E "Warning|warn\(|USDT" >> "$LOG"
   say "benchmark $1 exit ${PIPESTATUS[0]}"
 }
 bench train_step 90 "pretrain,structure on the device (torch SLIC)"
-bench train_step_compile 75 "torch.compile"
+# Where the adversarial step's time goes (host vs device, kernels per step). torch.compile of G, Ds and VGG was
+# tried on 2026-11-25 and had not warmed up after 75 s: COMPILE=1 tries it again.
+bench train_step_profile 60 "structure on the device (torch SLIC)" "--profile 3"
+[ "${COMPILE:-0}" = 1 ] && bench train_step_compile 150 "torch.compile"
 
 # 2. The shared pretrain.
 say "pretrain for $PRETRAIN_MIN min"
