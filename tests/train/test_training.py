@@ -124,6 +124,7 @@ def test_export_loads_in_the_apps_loader(tiny_data, tmp_path):
     card = (out / "README.md").read_text()
     assert "tiny synthetic test data" in card and "adversarial to step 2" in card and "CC BY 4.0" in card
     assert "pretrain to step 3" in card and "two steps only" in card  # the run it started from, the notes
+    assert "| conditioning | none: trained with fixed loss weights" in card
     expected = generator_state(run)
     loaded = load_generator(out).state_dict()
     assert all(torch.equal(expected[k], loaded[k]) for k in expected)
@@ -239,6 +240,7 @@ def test_loss_conditional_training_exports_a_model_the_weights_steer(tiny_data, 
     assert main(tiny_args(tiny_data, adv, steps=4, init=pre, conditional=True, lr=2e-3)) == 0
     assert main(["export", str(adv), "-o", str(out)]) == 0
     assert json.loads((out / "config.json").read_text())["condition_dim"] == 3
+    assert "loss-conditional (FiLM" in (out / "README.md").read_text() and "[1/4.0, 4.0]" in (out / "README.md").read_text()
     cartoonizer = Cartoonizer.from_pretrained(str(out), device="cpu")
     assert cartoonizer.conditioned
     x = torch.rand(1, 3, 32, 32) * 2 - 1
