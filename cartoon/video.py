@@ -150,6 +150,7 @@ class Stabilizer:
         self.strength, self.tolerance = strength, tolerance
         self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
         self._previous: tuple[np.ndarray, np.ndarray] | None = None  # (grey input, output)
+        self._grid: tuple[np.ndarray, np.ndarray] | None = None  # pixel coordinates, kept per frame size
 
     def __call__(self, photo: np.ndarray, cartoon: np.ndarray) -> np.ndarray:
         """One frame: ``photo`` and its ``cartoon``, both ``(H, W, 3)`` uint8; returns the stabilised cartoon."""
@@ -160,11 +161,14 @@ class Stabilizer:
         previous_grey, previous_cartoon = self._previous
         flow = self._flow.calc(grey, previous_grey, None)  # where each pixel of this frame was in the last one
         height, width = grey.shape
-        grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-        map_x, map_y = grid_x + flow[..., 0], grid_y + flow[..., 1]
-        warped_grey = cv2.remap(previous_grey, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        warped_cartoon = cv2.remap(previous_cartoon, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        error = np.abs(grey.astype(np.float32) - warped_grey.astype(np.float32))
+        if self._grid is None or self._grid[0].shape != grey.shape:
+            self._grid = tuple(np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)))
+        map_x, map_y = self._grid[0] + flow[..., 0], self._grid[1] + flow[..., 1]
+        # One remap of cartoon and grey together (4 channels; each channel interpolated as on its own).
+        warped = cv2.remap(np.dstack([previous_cartoon, previous_grey]), map_x, map_y, cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+        warped_cartoon, warped_grey = warped[..., :3], warped[..., 3]
+        error = cv2.absdiff(grey, warped_grey).astype(np.float32)
         weight = self.strength * np.clip(1.0 - error / self.tolerance, 0.0, 1.0)[..., None]
         out = np.clip(np.rint(weight * warped_cartoon + (1.0 - weight) * cartoon), 0, 255).astype(np.uint8)
         self._previous = (grey, out)
