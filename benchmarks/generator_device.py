@@ -1,0 +1,102 @@
+"""The generator alone on an accelerator: milliseconds per 720x1280 frame by precision, batch and CUDA graphs.
+
+    python benchmarks/generator_device.py [--device cuda] [--height 720 --width 1280] [--batches 1,8] [--json PATH]
+
+Variants: fp32, fp16 and bf16 autocast, channels_last, each at every batch size; with ``--graphs`` on CUDA also
+the fp16 forward captured once as a CUDA graph and replayed (no per-kernel launch cost). Times are medians of
+synchronised repeats after a warm-up. Not a test: issue 18 asks for <= 1.2 ms per 720p frame in batches on a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from benchmarks.timing import Timing, add_json_option, machine, write_json  # noqa: E402
+from cartoon.checkpoint import load_generator  # noqa: E402
+from cartoon.models import UNetGenerator  # noqa: E402
+
+
+def timed(run, device: torch.device, repeat: int, warmup: int = 3) -> Timing:
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for _ in range(warmup):
+        run()
+    sync()
+    seconds = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        sync()
+        seconds.append(time.perf_counter() - start)
+    return Timing.of(seconds)
+
+
+def graphed(net: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype):
+    """The forward of ``net`` on ``x``'s shape captured as one CUDA graph; returns a function that replays it."""
+    static = x.clone()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream), torch.inference_mode(), torch.autocast("cuda", dtype=dtype):
+        for _ in range(3):
+            net(static)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph), torch.inference_mode(), torch.autocast("cuda", dtype=dtype):
+        net(static)
+    return graph.replay
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--model", type=Path, default=ROOT / "assets" / "model")
+    parser.add_argument("--height", type=int, default=720)
+    parser.add_argument("--width", type=int, default=1280)
+    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--graphs", action="store_true", help="also replay a captured CUDA graph (CUDA only)")
+    add_json_option(parser)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    model = load_generator(args.model) if (args.model / "model.safetensors").exists() else UNetGenerator().eval()
+    model = model.to(device, memory_format=torch.channels_last)
+    info = machine()
+    print(f"# generator alone, {args.height}x{args.width}, {device} | {info['cuda'] or info['cpu']} | torch {info['torch']}")
+    print("| variant | batch | ms per batch: median (quartiles) | ms per frame |\n|---|---|---|---|")
+    rows = []
+    precisions = {"fp32": None, "fp16 autocast": torch.float16, "bf16 autocast": torch.bfloat16}
+    for batch in (int(b) for b in args.batches.split(",")):
+        x = (torch.rand(batch, 3, args.height, args.width, device=device) * 2 - 1).contiguous(
+            memory_format=torch.channels_last)
+        variants = {}
+        for name, dtype in precisions.items():
+            def run(dtype=dtype) -> None:
+                with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.float32,
+                                                            enabled=dtype is not None):
+                    model(x)
+            variants[f"{name}, channels_last"] = run
+        if args.graphs and device.type == "cuda":
+            variants["fp16, channels_last, CUDA graph"] = graphed(model, x, torch.float16)
+        for name, run in variants.items():
+            try:
+                timing = timed(run, device, args.repeat)
+            except Exception as error:  # noqa: BLE001 - a variant this device cannot run is reported, not fatal
+                print(f"| {name} | {batch} | unavailable: {type(error).__name__}: {str(error)[:60]} | - |", flush=True)
+                continue
+            print(f"| {name} | {batch} | {timing.ms()} | {1000 * timing.median / batch:.2f} |", flush=True)
+            rows.append({"variant": name, "batch": batch, "seconds_per_batch": timing})
+    write_json(args.json, "generator_device", rows, height=args.height, width=args.width, device=str(device))
+
+
+if __name__ == "__main__":
+    main()

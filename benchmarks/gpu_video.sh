@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Issue 18's GPU figures as one prepared device call (../shared/gpu.md; PyAV is not on that machine, so its wheel
+# travels in .whl/, which git ignores):
+#   here:  python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#            --platform manylinux_2_28_x86_64 -d .whl av==18.1.0
+#   run(command="bash benchmarks/gpu_video.sh", carry=[".whl"], timeout_s=300)
+# Tried on the CPU first:  DEVICE=cpu HEIGHT=64 WIDTH=96 VIDEO_HEIGHT=96 CLIP_SECONDS=0.5 bash benchmarks/gpu_video.sh
+set -u
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+OUT=${OUT:-runs/gpu} DEVICE=${DEVICE:-cuda} PYTHON=${PYTHON:-python3}
+HEIGHT=${HEIGHT:-720} WIDTH=${WIDTH:-1280} VIDEO_HEIGHT=${VIDEO_HEIGHT:-720} CLIP_SECONDS=${CLIP_SECONDS:-4}
+mkdir -p "$OUT"
+LOG="$OUT/video.log"
+if ! "$PYTHON" -c "import av" 2>/dev/null; then
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/av-*.whl \
+    && export PYTHONPATH=/tmp/site
+fi
+"$PYTHON" -c "import av, torch; print('av', av.__version__, 'torch', torch.__version__, 'cuda', torch.cuda.is_available())" \
+  > "$LOG" 2>&1
+timeout 120 "$PYTHON" benchmarks/generator_device.py --device "$DEVICE" --height "$HEIGHT" --width "$WIDTH" \
+  --batches 1,8 --graphs --json "$OUT/generator_device.json" >> "$LOG" 2>&1
+echo "generator exit $?" >> "$LOG"
+for height in "$VIDEO_HEIGHT" 480; do
+  timeout 120 "$PYTHON" benchmarks/video.py --device "$DEVICE" --height "$height" --seconds "$CLIP_SECONDS" \
+    --out "runs/video-$height" --json "$OUT/video_$height.json" 2>&1 | grep -v Using >> "$LOG"
+  echo "video $height exit ${PIPESTATUS[0]}" >> "$LOG"
+done
+cp "runs/video-$VIDEO_HEIGHT/strip.png" "$OUT/strip.png" 2>/dev/null
+cat "$LOG"
