@@ -146,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
     methods: dict[str, Callable[[np.ndarray], np.ndarray]] = {"photo (input)": lambda img: img}
     models = args.model if isinstance(args.model, list) else [args.model]
     ours = ["ours"] if len(models) == 1 else [f"ours: {model_label(path)}" for path in models]
+    if len(set(ours)) < len(ours):  # two runs with the same folder name: number them rather than lose one
+        ours = [f"{name} ({index})" for index, name in enumerate(ours, 1)]
     for name, path in zip(ours, models):
         methods[name] = load_cartoonizer(path)
     if args.pretrain is not None:
