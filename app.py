@@ -61,16 +61,28 @@ except OSError:  # not glibc (macOS, Windows, musl): nothing to trim
     _LIBC = None
 
 
+STEERABLE_DIR = ROOT / "assets" / "model-steerable"
+MODEL_CHOICES = [("Default model", "default"), ("Steerable: the weight sliders steer it (assets/model-steerable)",
+                                                "steerable")]
+"""The page's generator picker: the default (Hub repo -> Hub cache -> bundled assets/model, or --model) and the
+bundled loss-conditional model."""
+
+
 @functools.cache
-def get_cartoonizer() -> Cartoonizer:
-    """The generator, loaded once on first use (Hub repo -> Hub cache -> bundled assets/model)."""
+def get_cartoonizer(model: str = "default") -> Cartoonizer:
+    """A generator, loaded once on first use: ``default`` (Hub repo -> Hub cache -> bundled assets/model) or
+    ``steerable`` (the bundled loss-conditional model)."""
+    if model == "steerable":
+        return Cartoonizer.from_pretrained(str(STEERABLE_DIR), max_side=DEFAULT_MAX_SIDE)
+    if model != "default":
+        raise ValueError(f"model must be one of {[value for _, value in MODEL_CHOICES]}, got {model!r}")
     return Cartoonizer.from_pretrained(max_side=DEFAULT_MAX_SIDE)
 
 
-def model_status() -> str:
+def model_status(model: str = "default") -> str:
     """One line for the page: which model, where it runs."""
     try:
-        cartoonizer = get_cartoonizer()
+        cartoonizer = get_cartoonizer(model)
     except CheckpointError as error:
         log.warning("%s", error)
         return ("**Model:** none available: the views work, the cartoon does not. "
@@ -205,10 +217,10 @@ def view_updater(view: str) -> Callable:
 
 
 @on_gpu
-def run_generator(img: np.ndarray, weights: tuple[float, float, float] | None = None) -> np.ndarray:
+def run_generator(img: np.ndarray, weights: tuple[float, float, float] | None = None, model: str = "default") -> np.ndarray:
     """The only call that needs an accelerator (wrapped by ``spaces.GPU`` on ZeroGPU)."""
     try:
-        return get_cartoonizer()(img, weights=weights)
+        return get_cartoonizer(model)(img, weights=weights)
     finally:
         release_memory()
 
@@ -217,11 +229,11 @@ WEIGHT_FLOOR = 0.25
 """A conditioned model learnt weights from 1/4x to 4x the recipe's: a slider at 0 asks for the smallest."""
 
 
-def steering(ws: Any, wst: Any, wt: Any) -> tuple[float, float, float] | None:
-    """The weight sliders as the generator's weights, when the loaded model is conditioned (None otherwise: a plain
+def steering(ws: Any, wst: Any, wt: Any, model: str = "default") -> tuple[float, float, float] | None:
+    """The weight sliders as the generator's weights, when the chosen model is conditioned (None otherwise: a plain
     model ignores the page's sliders, which then drive the white-box mix only)."""
     try:
-        if not get_cartoonizer().conditioned:
+        if not get_cartoonizer(model).conditioned:
             return None
     except CheckpointError:
         return None
@@ -237,48 +249,50 @@ def release_memory() -> None:
 
 
 @user_errors
-def cartoon_preview(payload: Any, key: str | None, ws: Any = 1, wst: Any = 1, wt: Any = 1) -> tuple:
+def cartoon_preview(payload: Any, key: str | None, ws: Any = 1, wst: Any = 1, wt: Any = 1, model: str = "default") -> tuple:
     """UI: the cartoon of the preview (long side <= 512) at the sliders' weights, and the before/after pair."""
     if payload is None:
         return None, None
     photo = EXPLORER.photo(_key_for(payload, key))
     try:
-        get_cartoonizer()
+        get_cartoonizer(model)
     except CheckpointError:
         return None, None  # the status line already says there is no model; the views still work
-    cartoon = run_generator(photo, steering(ws, wst, wt))
+    cartoon = run_generator(photo, steering(ws, wst, wt, model), model)
     return cartoon, (photo, cartoon)
 
 
 @user_errors
-def restyle(payload: Any, key: str | None, ws: Any, wst: Any, wt: Any) -> tuple:
+def restyle(payload: Any, key: str | None, ws: Any, wst: Any, wt: Any, model: str = "default") -> tuple:
     """UI: a weight slider moved: a conditioned model re-renders the preview cartoon; a plain one changes nothing."""
-    if payload is None or steering(ws, wst, wt) is None:
+    if payload is None or steering(ws, wst, wt, model) is None:
         return gr.skip(), gr.skip()
-    return cartoon_preview(payload, key, ws, wst, wt)
+    return cartoon_preview(payload, key, ws, wst, wt, model)
 
 
 @user_errors
-def cartoonize(payload: Any, surface_weight: Any = 1.0, structure_weight: Any = 1.0, texture_weight: Any = 1.0) -> np.ndarray:
+def cartoonize(payload: Any, surface_weight: Any = 1.0, structure_weight: Any = 1.0, texture_weight: Any = 1.0,
+               model: str = "default") -> np.ndarray:
     """Public API: the cartoon at full size (short side scaled down to at most 720 px); a loss-conditional model
-    takes the three weights (multiples of the recipe's, 1/16 to 16)."""
-    return run_generator(full_size(payload), (float(surface_weight), float(structure_weight), float(texture_weight)))
+    takes the three weights (multiples of the recipe's, 1/16 to 16); ``model``: ``default`` or ``steerable``."""
+    weights = (float(surface_weight), float(structure_weight), float(texture_weight))
+    return run_generator(full_size(payload), weights, model or "default")
 
 
 @user_errors
-def render_full_size(payload: Any, ws: Any = 1, wst: Any = 1, wt: Any = 1) -> tuple:
+def render_full_size(payload: Any, ws: Any = 1, wst: Any = 1, wt: Any = 1, model: str = "default") -> tuple:
     """UI: the cartoon at full size, and the before/after pair at that size (one decode, one generator call)."""
     if payload is None:
         raise ImageError("Upload a photo first.")
     photo = full_size(payload)
-    cartoon = run_generator(photo, steering(ws, wst, wt))
+    cartoon = run_generator(photo, steering(ws, wst, wt, model), model)
     return cartoon, (photo, cartoon)
 
 
-def weights_note() -> str:
-    """The text under the weight sliders: what they do with the loaded model."""
+def weights_note(model: str = "default") -> str:
+    """The text under the weight sliders: what they do with the chosen model."""
     try:
-        conditioned = get_cartoonizer().conditioned
+        conditioned = get_cartoonizer(model).conditioned
     except CheckpointError:
         conditioned = False
     if not conditioned:
@@ -448,6 +462,8 @@ def build_demo() -> gr.Blocks:
                             gr.Markdown("### Representation weights")
                             place("surface_weight", "structure_weight", "texture_weight")
                             weights_text = gr.Markdown("These weights drive the white-box mix.", elem_id="weights-note")
+                            model_choice = gr.Radio(MODEL_CHOICES, value="default", label="Generator",
+                                                    visible=STEERABLE_DIR.is_dir(), elem_id="model-choice")
                         render = gr.Button("Render cartoon at full size (short side ≤ 720 px)", variant="primary", elem_id="render")
                     with gr.Column(scale=3, min_width=240):
                         mix_view = _view("White-box mix", "mix", interactive=False, elem_id="mix")
@@ -489,7 +505,7 @@ def build_demo() -> gr.Blocks:
         photo.change(
             on_photo, [photo, *all_params], [key_state, surface_view, structure_view, texture_view, mix_view, cartoon_view],
             api_visibility="private", preprocess=False, trigger_mode="always_last",
-        ).then(cartoon_preview, [photo, key_state, *weight_controls], [cartoon_view, before_after],
+        ).then(cartoon_preview, [photo, key_state, *weight_controls, model_choice], [cartoon_view, before_after],
                api_visibility="private", preprocess=False, trigger_mode="always_last")
 
         groups = {"surface": (("radius", "eps"), [surface_view, mix_view]),
@@ -504,12 +520,16 @@ def build_demo() -> gr.Blocks:
                 event = widget.change if isinstance(widget, gr.Radio) else widget.release
                 wired = event(handler, [photo, key_state, *all_params], outputs, trigger_mode="always_last", **private)
                 if view == "mix":  # a conditioned generator follows the weights too
-                    wired.then(restyle, [photo, key_state, *weight_controls], [cartoon_view, before_after], **private)
+                    wired.then(restyle, [photo, key_state, *weight_controls, model_choice], [cartoon_view, before_after],
+                               **private)
         reseed_button.click(reseed, seed, [controls["red"], controls["green"], controls["blue"], seed],
                             api_visibility="private").then(
             view_updater("texture"), [photo, key_state, *all_params], [texture_view, mix_view], **private)
-        render.click(render_full_size, [photo, *weight_controls], [cartoon_view, before_after], api_visibility="private",
-                     preprocess=False)
+        render.click(render_full_size, [photo, *weight_controls, model_choice], [cartoon_view, before_after],
+                     api_visibility="private", preprocess=False)
+        model_choice.change(model_status, model_choice, status, **private).then(
+            weights_note, model_choice, weights_text, **private).then(
+            cartoon_preview, [photo, key_state, *weight_controls, model_choice], [cartoon_view, before_after], **private)
         render_clip.click(cartoonize_clip, [clip, stabilize], [clip_cartoon], api_name="cartoonize_video", concurrency_limit=1)
 
         # Public API (gradio_client): named endpoints on hidden components. Photos arrive unprocessed (preprocess
@@ -520,8 +540,9 @@ def build_demo() -> gr.Blocks:
         gr.Button(visible=False).click(representations, [api_photo, *all_params], api_views, api_name="representations",
                                        preprocess=False)
         api_weights = [gr.Number(value=1.0, visible=False) for _ in range(3)]
-        gr.Button(visible=False).click(cartoonize, [api_photo, *api_weights], [api_cartoon], api_name="cartoonize",
-                                       preprocess=False)
+        api_model = gr.Textbox(value="default", visible=False)
+        gr.Button(visible=False).click(cartoonize, [api_photo, *api_weights, api_model], [api_cartoon],
+                                       api_name="cartoonize", preprocess=False)
     return demo
 
 

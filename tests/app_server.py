@@ -71,7 +71,7 @@ def running_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     import app
 
     cartoonizer = Cartoonizer(make_tiny_generator(), device="cpu")
-    monkeypatch.setattr(app, "get_cartoonizer", lambda: cartoonizer)
+    monkeypatch.setattr(app, "get_cartoonizer", lambda *_: cartoonizer)
     demo = app.build_demo()
     _, url, _ = app.launch(demo, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
     try:

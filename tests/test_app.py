@@ -162,7 +162,7 @@ def test_a_conditioned_model_follows_the_weights_and_a_plain_one_refuses_them(tm
 
     with pytest.MonkeyPatch.context() as monkeypatch:
         conditioned = Cartoonizer(conditioned_tiny_generator(), device="cpu")
-        monkeypatch.setattr(app, "get_cartoonizer", lambda: conditioned)
+        monkeypatch.setattr(app, "get_cartoonizer", lambda *_: conditioned)
         payload = {"path": str(EXAMPLE)}
         default, steered = app.cartoonize(payload), app.cartoonize(payload, 4, 0.25, 1)
         assert default.shape == steered.shape and np.abs(default.astype(int) - steered.astype(int)).mean() > 0.5
@@ -172,7 +172,7 @@ def test_a_conditioned_model_follows_the_weights_and_a_plain_one_refuses_them(tm
         moved = app.restyle(payload, key, 2, 1, 1)[0]
         assert not np.array_equal(moved, app.cartoon_preview(payload, key)[0])  # a weight slider re-renders
         plain = Cartoonizer(make_tiny(), device="cpu")
-        monkeypatch.setattr(app, "get_cartoonizer", lambda: plain)
+        monkeypatch.setattr(app, "get_cartoonizer", lambda *_: plain)
         with pytest.raises(app.gr.Error, match="fixed weights"):
             app.cartoonize(payload, 2, 1, 1)
         assert "do not change its cartoon" in app.weights_note()

@@ -285,7 +285,7 @@ def test_weight_sliders_re_render_a_conditioned_models_cartoon(page, monkeypatch
     from tests.test_app import conditioned_tiny_generator
 
     cartoonizer = Cartoonizer(conditioned_tiny_generator(), device="cpu")
-    monkeypatch.setattr(app, "get_cartoonizer", lambda: cartoonizer)  # the same server, now with that model
+    monkeypatch.setattr(app, "get_cartoonizer", lambda *_: cartoonizer)  # the same server, now with that model
     page.reload()
     page.get_by_role("tab", name="Photo").click()
     expect(page.locator("#weights-note")).to_contain_text("steer the generator", timeout=TIMEOUT_MS)
@@ -295,3 +295,29 @@ def test_weight_sliders_re_render_a_conditioned_models_cartoon(page, monkeypatch
     for name, fraction in (("surface_weight", 0.95), ("texture_weight", 0.1)):
         tour.act(f"conditioned-{name}", lambda: tour.click_track(name, fraction), changes=("mix", "cartoon"),
                  keeps=("surface", "structure", "texture"))
+
+
+def test_the_generator_picker_switches_to_the_steerable_model_and_its_sliders_steer(page):
+    """With the bundled models (an app process of its own, no stand-in): pick the steerable one in the page, then a
+    weight slider changes its cartoon. A second tab of the tour's browser."""
+    from tests.app_server import app_process, free_port
+
+    port = free_port()
+    with app_process(port, args=("--port", str(port))):
+        page = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"http://127.0.0.1:{port}/")
+        expect(page.locator("#status")).to_contain_text("bundled model", timeout=TIMEOUT_MS)
+        tour = Tour(page)
+        tour.act("picker-upload", lambda: page.locator("#photo input[type=file]").set_input_files(
+            str(EXAMPLES / "temple.jpg")), changes=ALL_OUTPUTS)
+        expect(page.locator("#weights-note")).to_contain_text("do not change its cartoon")
+        tour.act("picker-steerable", lambda: page.locator("#model-choice").get_by_text("Steerable").click(),
+                 changes=("cartoon",), keeps=("surface", "structure", "texture", "mix"))
+        expect(page.locator("#weights-note")).to_contain_text("steer the generator", timeout=TIMEOUT_MS)
+        expect(page.locator("#status")).to_contain_text("model-steerable", timeout=TIMEOUT_MS)
+        tour.act("picker-structure-weight", lambda: tour.click_track("structure_weight", 0.95),
+                 changes=("mix", "cartoon"), keeps=("surface", "structure", "texture"))
+        tour.act("picker-default", lambda: page.locator("#model-choice").get_by_text("Default model").click(),
+                 changes=("cartoon",), keeps=("surface", "structure", "texture", "mix"))
+        expect(page.locator("#weights-note")).to_contain_text("do not change its cartoon", timeout=TIMEOUT_MS)
+        page.close()

@@ -79,3 +79,20 @@ def test_the_app_started_on_the_steerable_model_takes_the_weights():
         steered = client.predict(photo, surface_weight=1, structure_weight=4, texture_weight=1, api_name="/cartoonize")
         with Image.open(default) as a, Image.open(steered) as b:
             assert a.size == b.size and np.abs(np.asarray(a, int) - np.asarray(b, int)).mean() > 1
+
+
+def test_the_api_picks_either_bundled_model_by_name():
+    from gradio_client import Client, handle_file
+
+    from tests.app_server import app_process, free_port
+
+    port = free_port()
+    with app_process(port, args=("--port", str(port))):
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        photo = handle_file(str(EXAMPLES / "coffee.jpg"))
+        default = client.predict(photo, api_name="/cartoonize")
+        steerable = client.predict(photo, structure_weight=4, model="steerable", api_name="/cartoonize")
+        with Image.open(default) as a, Image.open(steerable) as b:
+            assert a.size == b.size and np.abs(np.asarray(a, int) - np.asarray(b, int)).mean() > 1
+        with pytest.raises(Exception, match="model must be one of"):
+            client.predict(photo, model="nonsense", api_name="/cartoonize")
