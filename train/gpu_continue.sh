@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A short lent-GPU call that continues one generator (an export from train/gpu_session.sh) with the recipe's
 # adversarial stage and fresh discriminators, then exports it into $OUT (../shared/gpu.md):
-#   run(command="INIT=runs/gpu1/v2/export MINUTES=3 EXTRA='--w-structure 600' bash train/gpu_continue.sh",
-#       carry=["data/gpu", "weights/vgg16_conv4_3_fp16.safetensors", "runs/gpu1/v2/export"], timeout_s=...)
+#   run(command="INIT=assets/model MINUTES=8 bash train/gpu_continue.sh",
+#       carry=["data/gpu", "weights/vgg16_conv4_3_fp16.safetensors"], timeout_s=...)
+# (an export under runs/ must be carried too; EXTRA='--w-structure 300' etc. changes the recipe's settings)
 # Tried on the CPU first:  DEVICE=cpu PATCH=32 BATCH=2 MINUTES=0.2 OUT=runs/continue-rehearsal INIT=... bash train/gpu_continue.sh
 set -u
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
