@@ -89,7 +89,7 @@ def _guided_filter_opencv(x: torch.Tensor, y: torch.Tensor, r: int, eps: float) 
 
     guides = channels_last_array(x)
     inputs = guides if y is x else channels_last_array(y)  # the same array: the self-guided shortcut
-    out = np.stack([guided_filter_numpy(guide, guides[i] if inputs is guides else inputs[i], r, eps)
+    out = np.stack([guided_filter_numpy(guide, guide if inputs is guides else inputs[i], r, eps)
                     for i, guide in enumerate(guides)])
     return torch.from_numpy(out).permute(0, 3, 1, 2).to(y.dtype)
 
