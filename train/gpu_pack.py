@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from cartoon.image import find_images
+from cartoon.image import find_images, load_image, scale_to_fit
 from train.perceptual import VGG16_CONV4_3
 
 FOLDERS = ("photos", "cartoons", "photo_faces", "cartoon_faces", "held_out")
@@ -23,14 +23,12 @@ SHORT_SIDE = 720
 
 
 def pack_images(source: Path, target: Path, quality: int = 90) -> int:
-    """Every image of ``source`` as a JPEG in ``target`` with its short side at most 720; returns the bytes written."""
+    """Every image of ``source`` as a JPEG in ``target``, decoded and downscaled as the trainer's loader does (upright,
+    short side at most 720); returns the bytes written."""
     target.mkdir(parents=True, exist_ok=True)
     for path in find_images(source):
-        img = Image.open(path).convert("RGB")
-        scale = SHORT_SIDE / min(img.size)
-        if scale < 1:
-            img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.LANCZOS)
-        img.save(target / f"{path.stem}.jpg", quality=quality)
+        img = scale_to_fit(load_image(path), short_side=SHORT_SIDE)
+        Image.fromarray(img).save(target / f"{path.stem}.jpg", quality=quality)
     return sum(p.stat().st_size for p in target.glob("*.jpg"))
 
 

@@ -195,10 +195,13 @@ def test_gpu_pack_shrinks_images_and_cuts_the_vgg_in_half_precision(tmp_path):
     photos.mkdir(parents=True)
     Image.fromarray(np.full((900, 1200, 3), 120, np.uint8)).save(photos / "large.png")
     Image.fromarray(np.full((300, 400, 3), 60, np.uint8)).save(photos / "small.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a phone photo stored sideways: shown rotated by 90 degrees
+    Image.fromarray(np.full((300, 400, 3), 90, np.uint8)).save(photos / "phone.jpg", exif=exif)
     vgg = tmp_path / "vgg16_features.safetensors"
     save_file({"0.weight": torch.ones(4, 3, 3, 3), "21.bias": torch.ones(4), "24.weight": torch.ones(4, 4, 3, 3)}, str(vgg))
     assert gpu_pack(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "gpu"), "--vgg", str(vgg)]) == 0
     sizes = {p.name: Image.open(p).size for p in (tmp_path / "gpu" / "photos").iterdir()}
-    assert sizes == {"large.jpg": (960, 720), "small.jpg": (400, 300)}
+    assert sizes == {"large.jpg": (960, 720), "small.jpg": (400, 300), "phone.jpg": (300, 400)}  # packed upright
     cut = load_file(str(tmp_path / "vgg16_conv4_3_fp16.safetensors"))
     assert set(cut) == {"0.weight", "21.bias"} and all(t.dtype == torch.float16 for t in cut.values())
