@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,26 +18,9 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from benchmarks.timing import Timing, add_json_option, machine, write_json  # noqa: E402
+from benchmarks.timing import add_json_option, machine, measure, write_json  # noqa: E402
 from cartoon.checkpoint import load_generator  # noqa: E402
 from cartoon.models import UNetGenerator  # noqa: E402
-
-
-def timed(run, device: torch.device, repeat: int, warmup: int = 3) -> Timing:
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    for _ in range(warmup):
-        run()
-    sync()
-    seconds = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        sync()
-        seconds.append(time.perf_counter() - start)
-    return Timing.of(seconds)
 
 
 def graphed(net: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype):
@@ -89,7 +71,7 @@ def main() -> None:
             variants["fp16, channels_last, CUDA graph"] = graphed(model, x, torch.float16)
         for name, run in variants.items():
             try:
-                timing = timed(run, device, args.repeat)
+                timing = measure(run, args.repeat, warmup=3, sync=device.type == "cuda")
             except Exception as error:  # noqa: BLE001 - a variant this device cannot run is reported, not fatal
                 print(f"| {name} | {batch} | unavailable: {type(error).__name__}: {str(error)[:60]} | - |", flush=True)
                 continue
