@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from cartoon.image import IMAGE_SUFFIXES, ImageError, load_image, scale_to_fit
-from train.gather_people import RENPY_GAMES, renpy_items, scratch_items, wesnoth_portrait_items
+from train.gather_people import RENPY_GAMES, renpy_doc_items, renpy_items, scratch_items, wesnoth_portrait_items
 
 ROOT = Path(__file__).resolve().parent.parent
 WESNOTH_CAMPAIGNS = ["httt", "did", "ei", "l", "nr", "sof", "sotbe", "thot", "trow", "tsg", "low", "dm", "dw", "utbs"]
@@ -117,9 +117,11 @@ FOLDERS = ("photos", "held_out", "cartoons", "photo_faces", "cartoon_faces")
 PEOPLE_LICENCES = {"scratch backgrounds": "CC BY-SA 3.0 (scratch Media/*)", "scratch people": "CC BY-SA 3.0 (scratch Media/*)",
                    "renpy-demo": "Expat (the package's copyright file, Files: *)",
                    "renpy-thequestion": "Expat (the package's copyright file, Files: *)",
+                   "renpy-doc": "Expat (the package's copyright file, Files: *)",
                    "wesnoth-1.16-data portraits": "GPL-2+ (Wesnoth art)"}
 PEOPLE_PACKAGES = {"scratch backgrounds": "scratch", "scratch people": "scratch", "renpy-demo": "renpy-demo",
-                   "renpy-thequestion": "renpy-thequestion", "wesnoth-1.16-data portraits": "wesnoth-1.16-data"}
+                   "renpy-thequestion": "renpy-thequestion", "renpy-doc": "renpy-doc",
+                   "wesnoth-1.16-data portraits": "wesnoth-1.16-data"}
 
 
 def gather(out: Path) -> dict[str, Counter]:
@@ -162,6 +164,7 @@ def gather(out: Path) -> dict[str, Counter]:
     painted = sorted((out / "cartoons").glob("wesnoth-1.16-data--*.jpg"))
     people = [scratch_items(fetch("scratch", debs, extracted)),
               renpy_items({package: fetch(package, debs, extracted) for package in RENPY_GAMES}),
+              renpy_doc_items(fetch("renpy-doc", debs, extracted)),
               wesnoth_portrait_items(fetch("wesnoth-1.16-data", debs, extracted), painted)]
     for items in people:
         for item in items:

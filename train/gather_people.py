@@ -6,8 +6,12 @@ Sources, each seen on a contact sheet before its lists below were written:
   scenes, told apart by the explicit list :data:`SCRATCH_DRAWN`) and ``Media/Costumes/People`` (cut-outs with
   transparency: photographed people, and drawn people by the prefixes in :data:`SCRATCH_DRAWN_PEOPLE`).
 * ``renpy-demo``, ``renpy-thequestion``: anime character sprites (Eileen, Lucy, Sylvie: several expressions),
-  anime backgrounds and concert scenes, and four photos (``bg cave``, ``panorama``, ``washington``,
-  ``whitehouse``); the GUI pieces are not taken.
+  anime backgrounds and concert scenes, and five photos (``bg cave``, ``panorama``, ``washington``,
+  ``whitehouse``, the demo's menu background); the_question's menu background (a campus), its app-icon art
+  (a park; Sylvie's bust, cut out and on trees). The GUI pieces are not taken. Every sprite with a transparent
+  surround appears twice: in full on one scene, and as a visual-novel close-up (cut at the waist) on another.
+* ``renpy-doc``: two screenshots of the documentation's sample game (Eileen on a school rooftop, by
+  Mugenjohncel), cropped to what has no interface on it (:data:`RENPY_DOC_CROPS`).
 * ``wesnoth-1.16-data``: painted portraits (humans, elves, dwarves, orcs, merfolk) with transparency.
 
 Cut-outs are never flattened onto black or white: a figure is composited onto a background of its own kind
@@ -41,6 +45,19 @@ RENPY_GAMES = {"renpy-demo": "usr/share/games/renpy/demo/game/images",
 RENPY_PHOTOS = ("bg cave", "bg panorama", "bg washington", "bg whitehouse")
 RENPY_ANIME_SCENES = ("bg club", "bg lecturehall", "bg meadow", "bg uni", "concert1", "concert2", "concert3")
 RENPY_SPRITES = ("eileen ", "lucy ", "sylvie ", "logo base", "logo solid")
+RENPY_EXTRA = {"renpy-demo": {"photos": {"menu-road": "usr/share/games/renpy/demo/game/gui/main_menu.jpg"}},
+               "renpy-thequestion": {
+                   "cartoons": {"menu-campus": "usr/share/games/renpy/the_question/game/gui/main_menu.png",
+                                "icon-park": "usr/share/games/renpy/the_question/android-icon_background.png"},
+                   "cartoon_faces": {"icon-sylvie": "usr/share/games/renpy/the_question/ios-icon.png"},
+                   "sprites": {"icon-sylvie-bust": "usr/share/games/renpy/the_question/android-icon_foreground.png"}}}
+"""Ren'Py art outside the games' image folders: whole images by output folder, and one more cut-out."""
+RENPY_CLOSE_UP = (1.5, 1.9)
+"""A close-up's figure height as a share of the scene's: the head near the top, cut at the waist or hips."""
+RENPY_DOC_IMAGES = "usr/share/doc/renpy/html/_images"
+RENPY_DOC_CROPS = {"overlay_main_menu.jpg": (0.23, 0.0, 1.0, 0.82), "intermediate_dialogue.jpg": (0.0, 0.0, 1.0, 0.70)}
+"""renpy-doc screenshots and the box (fractions of width and height) free of menus, text boxes and titles (the
+others repeat these two, or have a menu over the picture)."""
 WESNOTH_PORTRAITS = "usr/share/games/wesnoth/1.16/data/core/images/portraits"
 WESNOTH_PEOPLE = ("humans", "elves", "dwarves", "orcs", "merfolk")
 
@@ -137,7 +154,11 @@ def renpy_items(roots: dict[str, Path]) -> Iterator[Item]:
     for package, root in roots.items():
         for path in sorted((root / RENPY_GAMES[package]).glob("*")):
             images[path.stem] = (package, path)
+    extra = {package: {folder: {name: path for name, path in files.items() if (roots[package] / path).is_file()}
+                       for folder, files in RENPY_EXTRA.get(package, {}).items()}
+             for package in roots}  # what this version of the package has
     scenes = [images[name][1] for name in RENPY_ANIME_SCENES if name in images]
+    scenes += [roots[package] / path for package, kinds in extra.items() for path in kinds.get("cartoons", {}).values()]
     for name in RENPY_PHOTOS:
         if name in images:
             package, path = images[name]
@@ -146,15 +167,36 @@ def renpy_items(roots: dict[str, Path]) -> Iterator[Item]:
         if name in images:
             package, path = images[name]
             yield Item("cartoons", f"{package}--{name.replace(' ', '-')}", package, np.asarray(rgba(path).convert("RGB")))
-    for stem, (package, path) in sorted(images.items()):
-        if not stem.startswith(RENPY_SPRITES):
-            continue
+    for package, kinds in extra.items():
+        for folder in ("photos", "cartoons", "cartoon_faces"):
+            for name, path in kinds.get(folder, {}).items():
+                image = rgba(roots[package] / path).convert("RGB")
+                yield Item(folder, f"{package}--{name}", package, np.asarray(image))
+    sprites = [(stem, package, path) for stem, (package, path) in sorted(images.items())
+               if stem.startswith(RENPY_SPRITES)]
+    sprites += [(name, package, roots[package] / path)
+                for package, kinds in extra.items() for name, path in kinds.get("sprites", {}).items()]
+    for stem, package, path in sprites:
         rng = seeded(path.name)
         figure = rgba(path)
         label = f"{package}--{stem.replace(' ', '-')}"
         scene = rgba(scenes[int(rng.integers(len(scenes)))])
         yield Item("cartoons", label, package, np.asarray(composite(figure, scene, rng, (0.7, 0.95))))
         yield Item("cartoon_faces", label, package, np.asarray(upper_body(figure, rgba(scenes[int(rng.integers(len(scenes)))]), rng)))
+        close_scene = rgba(scenes[int(rng.integers(len(scenes)))])
+        if (np.asarray(figure)[..., 3] > 128).mean() > 0.9:
+            continue  # an opaque card (the logo on its blue square), not a figure: no close-up
+        close_up = composite(figure, close_scene, rng, RENPY_CLOSE_UP)
+        yield Item("cartoons", f"{label}-close", package, np.asarray(close_up))
+
+
+def renpy_doc_items(root: Path) -> Iterator[Item]:
+    """The documentation's sample-game screenshots, cropped to their interface-free part."""
+    for name, (left, top, right, bottom) in RENPY_DOC_CROPS.items():
+        image = rgba(root / RENPY_DOC_IMAGES / name).convert("RGB")
+        width, height = image.size
+        box = (round(left * width), round(top * height), round(right * width), round(bottom * height))
+        yield Item("cartoons", f"renpy-doc--{Path(name).stem}", "renpy-doc", np.asarray(image.crop(box)))
 
 
 def wesnoth_portrait_items(root: Path, painted_scenes: list[Path]) -> Iterator[Item]:

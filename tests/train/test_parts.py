@@ -178,6 +178,31 @@ def test_cutouts_are_composited_onto_their_background_never_flattened():
     assert composite(figure, background, seeded("a")).tobytes() == composite(figure, background, seeded("a")).tobytes()
 
 
+def test_renpy_sprites_get_a_full_shot_a_face_and_a_close_up_but_opaque_cards_no_close_up(tmp_path):
+    from PIL import Image as PILImage
+
+    from train.gather_people import RENPY_GAMES, renpy_items
+
+    root = tmp_path / "renpy-demo"
+    images = root / RENPY_GAMES["renpy-demo"]
+    images.mkdir(parents=True)
+    PILImage.new("RGB", (320, 180), (20, 160, 30)).save(images / "concert1.png")  # the only scene: green
+    figure = PILImage.new("RGBA", (60, 150), (0, 0, 0, 0))
+    figure.paste((250, 20, 20, 255), (10, 10, 50, 140))
+    figure.save(images / "eileen happy.png")
+    PILImage.new("RGBA", (80, 80), (30, 30, 250, 255)).save(images / "logo solid.png")  # opaque card
+    items = list(renpy_items({"renpy-demo": root}))
+    names = {(item.folder, item.name) for item in items}
+    assert ("cartoons", "renpy-demo--eileen-happy-close") in names
+    assert ("cartoons", "renpy-demo--logo-solid") in names and ("cartoons", "renpy-demo--logo-solid-close") not in names
+    by_name = {item.name: item.image for item in items if item.folder == "cartoons"}
+    full, close = by_name["renpy-demo--eileen-happy"], by_name["renpy-demo--eileen-happy-close"]
+    red = lambda img: (img[..., 0] > 200) & (img[..., 1] < 60)  # noqa: E731
+    assert red(close).mean() > 1.5 * red(full).mean()  # the close-up shows the figure larger
+    assert red(close)[:5].any() and not red(full)[:5].any()  # its head at the top of the frame, cut below
+    assert np.abs(close[~red(close)].astype(int) - (20, 160, 30)).max() <= 40  # on the scene, not on black
+
+
 def test_separation_auc_counts_ordered_pairs():
     from train.d_separation import auc
 
