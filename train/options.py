@@ -43,6 +43,11 @@ def _add_training_options(parser: argparse.ArgumentParser, adversarial: bool) ->
         model.add_argument("--structure", default="slic", choices=["slic", "felzenszwalb"],
                            help="superpixels of the structure loss: slic (authors' code) | felzenszwalb (paper)")
         model.add_argument("--segments", type=int, default=200, help="SLIC segments / merge target (authors: 200)")
+        model.add_argument("--structure-smoothing", type=float, default=0.0,
+                           help="not in the paper (0 = off): the structure target becomes guided_filter(G(x), "
+                                "superpixels(G(x)), r=5, eps=this), which keeps the regions' flat colours and the edges "
+                                "G(x) has but removes the cell boundaries inside smooth areas, which G otherwise copies "
+                                "as facets (skin, sky). About 0.03")
         model.add_argument("--conditional", action="store_true",
                            help="loss-conditional training (Dosovitskiy & Djolonga 2020): each step draws factors for the "
                                 "surface, structure and texture weights and G, conditioned on them (FiLM), learns every "
@@ -161,6 +166,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         if args.command == "adversarial":
             if not args.condition_range > 1:
                 parser.error(f"--condition-range must be above 1, got {args.condition_range}")
+            if not 0.0 <= args.structure_smoothing <= 10.0:
+                parser.error(f"--structure-smoothing must be in [0, 10] (0 = off), got {args.structure_smoothing}")
             from train.augment import parse_policy
 
             try:

@@ -23,6 +23,7 @@ import torch
 
 from cartoon.image import to_tensor, to_uint8
 from cartoon.representations.structure import StructureParams, structure
+from cartoon.representations.surface import SURFACE_RADIUS, guided_filter
 from cartoon.representations.structure_torch import structure_batch_device
 
 STRUCTURE_PATHS = ("auto", "host", "device")
@@ -40,6 +41,27 @@ def resolve_structure_path(choice: str, device: torch.device, literal: bool, alg
     if choice == "auto":
         return "device" if device.type == "cuda" else "host"
     return choice
+
+
+def smooth_structure_target(output: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
+    """Edge-aware smoothing of a structure target (``--structure-smoothing``; not in the paper).
+
+    ``guided_filter(output, target, r=5, eps)``: where G's output is smooth (its local variance well below
+    ``eps``) the target becomes its local mean, so the steps between neighbouring superpixels of similar colour
+    (which G otherwise copies as facets) fade; where the output has an edge, the target keeps its step.
+
+    Args:
+        output: the guide, G's (filtered) output ``(B, 3, H, W)`` in ``[-1, 1]``.
+        target: its superpixel image ``(B, 3, H, W)`` in ``[-1, 1]``.
+        eps: the guided filter's regulariser in squared ``[-1, 1]`` units; 0 returns ``target`` unchanged.
+
+    Returns:
+        ``(B, 3, H, W)`` float in ``[-1, 1]``, no gradient.
+    """
+    if not eps:
+        return target
+    with torch.no_grad():
+        return guided_filter(output.detach().float(), target.float(), SURFACE_RADIUS, eps).clamp(-1, 1)
 
 
 def _init_worker() -> None:

@@ -54,7 +54,7 @@ from train.losses import (
 )
 from train.options import options_table, save_options, to_jsonable
 from train.perceptual import load_perceptual
-from train.superpixels import DeviceStructure, SuperpixelPool, resolve_structure_path
+from train.superpixels import DeviceStructure, SuperpixelPool, resolve_structure_path, smooth_structure_target
 
 log = logging.getLogger("train")
 
@@ -226,6 +226,10 @@ class Trainer:
         self.d_opt.step()
         return {"d_surface": d_surface, "d_texture": d_texture}
 
+    def _smoothed_structure(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The structure target the loss sees (``--structure-smoothing``: see :func:`smooth_structure_target`)."""
+        return smooth_structure_target(output, target, getattr(self.args, "structure_smoothing", 0.0))
+
     def _set_discriminators_trainable(self, trainable: bool) -> None:
         if self.world == 1:  # under DDP every parameter must take part in every backward
             self.d_surface.requires_grad_(trainable)
@@ -243,7 +247,7 @@ class Trainer:
 
         def structure_features() -> torch.Tensor:  # asked for last: the workers get the most time
             with torch.no_grad(), self._autocast():
-                return self.perceptual(pending.result())
+                return self.perceptual(self._smoothed_structure(output, pending.result()))
 
         losses = self._generator_update(self._generator_losses(
             photo, output, blur_fake, gray_fake, (vgg_output, vgg_photo), vgg_output, structure_features))
@@ -294,7 +298,9 @@ class Trainer:
     def _literal_step(self, photo: torch.Tensor, cartoon: torch.Tensor) -> dict[str, torch.Tensor]:
         # 1. The authors' first sess.run: G's output only, for the superpixel target (inline).
         with torch.no_grad():
-            structure_target = structure_batch(self._filtered_output(photo), self.structure_params)
+            first_output = self._filtered_output(photo)
+            superpixels = structure_batch(first_output, self.structure_params)
+            structure_target = self._smoothed_structure(first_output, superpixels)
         # 2. The G step: a new forward, VGG once per loss.
         output = self._filtered_output(photo)
         gray_fake, _ = color_shift(output, cartoon, generator=self.shift_rng)

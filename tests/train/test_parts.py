@@ -230,3 +230,21 @@ def test_gpu_pack_shrinks_images_and_cuts_the_vgg_in_half_precision(tmp_path):
     assert sizes == {"large.jpg": (960, 720), "small.jpg": (400, 300), "phone.jpg": (300, 400)}  # packed upright
     cut = load_file(str(tmp_path / "vgg16_conv4_3_fp16.safetensors"))
     assert set(cut) == {"0.weight", "21.bias"} and all(t.dtype == torch.float16 for t in cut.values())
+
+
+def test_structure_smoothing_fades_cell_steps_in_smooth_areas_and_keeps_steps_on_edges():
+    from train.superpixels import smooth_structure_target
+
+    width = 64
+    ramp = torch.linspace(-0.6, 0.2, width)  # a smooth shading, then an edge to white at column 48
+    output = ramp.expand(1, 3, width, width).clone()
+    output[..., 48:] = 1.0
+    cells = torch.floor(torch.arange(width) / 12) * 0.1 - 0.6  # superpixels: flat cells, steps of 0.1 every 12 px
+    target = cells.expand(1, 3, width, width).clone()
+    target[..., 48:] = 1.0
+    smooth = smooth_structure_target(output, target, eps=0.03)
+    step = lambda img: (img[0, 0, 32, 1:] - img[0, 0, 32, :-1]).abs()  # noqa: E731
+    assert step(target)[:40].max() >= 0.099 and step(smooth)[:40].max() < 0.04  # cell steps faded (r=5 < 12 px)
+    assert step(smooth)[44:50].sum() > 0.8 * step(target)[44:50].sum()  # the edge's step is kept
+    assert (smooth[..., :40].mean() - target[..., :40].mean()).abs() < 0.02  # the colours stay
+    assert smooth_structure_target(output, target, eps=0.0) is target  # off: the paper's target itself

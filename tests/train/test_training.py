@@ -309,3 +309,15 @@ def test_evaluate_ranks_several_models_against_the_same_references(tiny_data, tm
     assert {"ours: first", "ours: second", "photo (input)", "bilateral x3"} <= set(rows)
     assert rows["ours: first"]["fd_to_cartoons"] != rows["ours: second"]["fd_to_cartoons"]  # each row is its model
     assert Image.open(out / "comparison.png").width == 360 * 4  # photo, cv2, and the two models
+
+
+def test_structure_smoothing_trains_on_both_step_paths_and_changes_the_structure_loss(tiny_data, tmp_path):
+    for run, extra in (("plain", {}), ("smooth", {"structure_smoothing": 0.03}),
+                       ("smooth-literal", {"structure_smoothing": 0.03, "literal": True})):
+        assert main(tiny_args(tiny_data, tmp_path / run, steps=1, **extra)) == 0
+    first = {run: json.loads((tmp_path / run / "metrics.jsonl").read_text().splitlines()[0])
+             for run in ("plain", "smooth", "smooth-literal")}
+    assert all(np.isfinite(record["structure"]) and record["structure"] > 0 for record in first.values())
+    assert first["smooth"]["structure"] != first["plain"]["structure"]
+    with pytest.raises(SystemExit):
+        parse(["adversarial", "--photos", "p", "--cartoons", "c", "--structure-smoothing", "-1"])
