@@ -24,4 +24,8 @@ echo "adversarial exit ${PIPESTATUS[0]}" >> "$OUT/continue.log"
   >> "$OUT/continue.log" 2>&1
 last_samples=$(ls "$RUN/samples/"*.png 2>/dev/null | tail -1)
 tar -cf "$OUT/continue.tar" -C "$RUN" export metrics.jsonl options.json ${last_samples:+samples/$(basename "$last_samples")}
+# The whole last checkpoint (G, both Ds, optimisers: ~25 MB, over the 16 MiB a file may have) in 15 MB parts, to
+# resume exactly or score its discriminators at home:  cat checkpoint.tar.part-* | tar -x -C runs/continue-ckpt
+latest=$(ls -d "$RUN"/checkpoints/checkpoint-* 2>/dev/null | tail -1)
+[ -n "$latest" ] && tar -cf - -C "$(dirname "$latest")" "$(basename "$latest")" | split -b 15M - "$OUT/checkpoint.tar.part-"
 tail -4 "$OUT/continue.log"; ls -la "$OUT"
