@@ -43,6 +43,10 @@ def _add_training_options(parser: argparse.ArgumentParser, adversarial: bool) ->
         model.add_argument("--structure", default="slic", choices=["slic", "felzenszwalb"],
                            help="superpixels of the structure loss: slic (authors' code) | felzenszwalb (paper)")
         model.add_argument("--segments", type=int, default=200, help="SLIC segments / merge target (authors: 200)")
+        model.add_argument("--d-warmup", type=int, default=0,
+                           help="not in the paper (0 = off): the first N steps train only the discriminators, G "
+                                "frozen. For --init from a trained G with fresh discriminators, which otherwise push it "
+                                "around (colour fringes, streaks) until they have learnt something")
         model.add_argument("--structure-smoothing", type=float, default=0.0,
                            help="not in the paper (0 = off): the structure target becomes guided_filter(G(x), "
                                 "superpixels(G(x)), r=5, eps=this), which keeps the regions' flat colours and the edges "
@@ -166,6 +170,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         if args.command == "adversarial":
             if not args.condition_range > 1:
                 parser.error(f"--condition-range must be above 1, got {args.condition_range}")
+            if args.d_warmup < 0:
+                parser.error(f"--d-warmup must be >= 0, got {args.d_warmup}")
             if not 0.0 <= args.structure_smoothing <= 10.0:
                 parser.error(f"--structure-smoothing must be in [0, 10] (0 = off), got {args.structure_smoothing}")
             from train.augment import parse_policy

@@ -184,7 +184,17 @@ class Trainer:
         if not self.adversarial:
             return self._pretrain_step(photo)
         cartoon = self._prepare(batch["cartoon"])
+        if self.step_index < getattr(self.args, "d_warmup", 0):
+            return self._discriminator_warmup_step(photo, cartoon)
         return self._literal_step(photo, cartoon) if self.literal else self._fast_step(photo, cartoon)
+
+    def _discriminator_warmup_step(self, photo: torch.Tensor, cartoon: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``--d-warmup``: the discriminators learn from G's current output; G is not updated."""
+        with torch.no_grad():
+            output = self._filtered_output(photo)
+        gray_fake, gray_cartoon = color_shift(output, cartoon.float(), generator=self.shift_rng)
+        losses = self._discriminator_step(self._surface(cartoon.float()), self._surface(output), gray_cartoon, gray_fake)
+        return {name: value.detach() for name, value in losses.items()}
 
     def _pretrain_step(self, photo: torch.Tensor) -> dict[str, torch.Tensor]:
         with self._autocast():

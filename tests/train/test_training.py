@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from cartoon.checkpoint import load_generator
 from cartoon.inference import Cartoonizer
@@ -321,3 +322,18 @@ def test_structure_smoothing_trains_on_both_step_paths_and_changes_the_structure
     assert first["smooth"]["structure"] != first["plain"]["structure"]
     with pytest.raises(SystemExit):
         parse(["adversarial", "--photos", "p", "--cartoons", "c", "--structure-smoothing", "-1"])
+
+
+def test_discriminator_warmup_keeps_the_generator_frozen_then_trains_it(tiny_data, tmp_path):
+    assert main(tiny_args(tiny_data, tmp_path / "pre", "pretrain", steps=2)) == 0
+    run = tmp_path / "warm"
+    assert main(tiny_args(tiny_data, run, steps=4, init=tmp_path / "pre", d_warmup=2)) == 0
+    start = generator_state(tmp_path / "pre")
+    after_warmup = load_file(str(run / "checkpoints" / "checkpoint-0000002" / "generator" / "model.safetensors"))
+    after = generator_state(run)
+    assert all(torch.equal(start[k], after_warmup[k]) for k in start)  # G frozen for the first two steps
+    assert any(not torch.equal(start[k], after[k]) for k in start)  # and trained after them
+    ds = [load_file(str(run / "checkpoints" / f"checkpoint-000000{s}" / "training.safetensors")) for s in (2, 4)]
+    assert any(k.startswith("d_surface/") and not torch.equal(ds[0][k], ds[1][k]) for k in ds[0])
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert ["g_total" in r for r in records] == [False, False, True, True] and all("d_texture" in r for r in records)
