@@ -45,8 +45,8 @@ def _add_training_options(parser: argparse.ArgumentParser, adversarial: bool) ->
         model.add_argument("--segments", type=int, default=200, help="SLIC segments / merge target (authors: 200)")
         model.add_argument("--d-warmup", type=int, default=0,
                            help="not in the paper (0 = off): the first N steps train only the discriminators, G "
-                                "frozen. For --init from a trained G with fresh discriminators, which otherwise push it "
-                                "around (colour fringes, streaks) until they have learnt something")
+                                "frozen. For --init from a trained G with fresh discriminators, so that G's first "
+                                "updates come from discriminators that have seen its output")
         model.add_argument("--structure-smoothing", type=float, default=0.0,
                            help="not in the paper (0 = off): the structure target becomes guided_filter(G(x), "
                                 "superpixels(G(x)), r=5, eps=this), which keeps the regions' flat colours and the edges "

@@ -256,8 +256,9 @@ class Trainer:
         blur_fake = self._surface(output)
 
         def structure_features() -> torch.Tensor:  # asked for last: the workers get the most time
+            target = self._smoothed_structure(output, pending.result())  # in fp32, outside autocast
             with torch.no_grad(), self._autocast():
-                return self.perceptual(self._smoothed_structure(output, pending.result()))
+                return self.perceptual(target)
 
         losses = self._generator_update(self._generator_losses(
             photo, output, blur_fake, gray_fake, (vgg_output, vgg_photo), vgg_output, structure_features))
