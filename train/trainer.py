@@ -184,17 +184,17 @@ class Trainer:
         if not self.adversarial:
             return self._pretrain_step(photo)
         cartoon = self._prepare(batch["cartoon"])
-        if self.step_index < getattr(self.args, "d_warmup", 0):
-            return self._discriminator_warmup_step(photo, cartoon)
+        if self.step_index < getattr(self.args, "d_warmup", 0):  # --d-warmup: the Ds learn, G is not updated
+            return {name: value.detach() for name, value in self._discriminator_update(photo, cartoon).items()}
         return self._literal_step(photo, cartoon) if self.literal else self._fast_step(photo, cartoon)
 
-    def _discriminator_warmup_step(self, photo: torch.Tensor, cartoon: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``--d-warmup``: the discriminators learn from G's current output; G is not updated."""
+    def _discriminator_update(self, photo: torch.Tensor, cartoon: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A D step on a fresh output of the current G (no gradient to G) with a fresh colour shift: the literal
+        step's third part, and every ``--d-warmup`` step."""
         with torch.no_grad():
             output = self._filtered_output(photo)
         gray_fake, gray_cartoon = color_shift(output, cartoon.float(), generator=self.shift_rng)
-        losses = self._discriminator_step(self._surface(cartoon.float()), self._surface(output), gray_cartoon, gray_fake)
-        return {name: value.detach() for name, value in losses.items()}
+        return self._discriminator_step(self._surface(cartoon.float()), self._surface(output), gray_cartoon, gray_fake)
 
     def _pretrain_step(self, photo: torch.Tensor) -> dict[str, torch.Tensor]:
         with self._autocast():
@@ -323,10 +323,7 @@ class Trainer:
             photo, output, self._surface(output), gray_fake, (vgg_output_content, vgg_photo), vgg_output_structure,
             lambda: vgg_structure))
         # 3. The D step: a third forward of the updated G, a fresh colour shift.
-        with torch.no_grad():
-            output = self._filtered_output(photo)
-        gray_fake, gray_cartoon = color_shift(output, cartoon, generator=self.shift_rng)
-        d_losses = self._discriminator_step(self._surface(cartoon), self._surface(output), gray_cartoon, gray_fake)
+        d_losses = self._discriminator_update(photo, cartoon)
         return {name: value.detach() for name, value in {**losses, **d_losses}.items()}
 
     def _check_finite(self, losses: dict[str, torch.Tensor]) -> None:
