@@ -183,10 +183,9 @@ def renpy_items(roots: dict[str, Path]) -> Iterator[Item]:
         scene = rgba(scenes[int(rng.integers(len(scenes)))])
         yield Item("cartoons", label, package, np.asarray(composite(figure, scene, rng, (0.7, 0.95))))
         yield Item("cartoon_faces", label, package, np.asarray(upper_body(figure, rgba(scenes[int(rng.integers(len(scenes)))]), rng)))
-        close_scene = rgba(scenes[int(rng.integers(len(scenes)))])
         if (np.asarray(figure)[..., 3] > 128).mean() > 0.9:
             continue  # an opaque card (the logo on its blue square), not a figure: no close-up
-        close_up = composite(figure, close_scene, rng, RENPY_CLOSE_UP)
+        close_up = composite(figure, rgba(scenes[int(rng.integers(len(scenes)))]), rng, RENPY_CLOSE_UP)
         yield Item("cartoons", f"{label}-close", package, np.asarray(close_up))
 
 
