@@ -6,7 +6,8 @@ from safetensors.torch import save_file
 
 from train import checkpoints
 from train.data import ImageFolder, split_held_out
-from train.losses import colour_loss, discriminator_loss, feature_l1, lsgan_loss, total_variation
+from train.evaluate import colour_noise
+from train.losses import chroma_variation, colour_loss, discriminator_loss, feature_l1, lsgan_loss, total_variation
 from train.perceptual import CAFFE_MEAN_BGR, VGG16_CONV4_3, load_perceptual
 
 
@@ -35,6 +36,35 @@ def test_colour_loss_sees_casts_not_detail():
     assert colour_loss(cast, photo).item() == pytest.approx(2 * 0.1**2 / 3, rel=1e-4)
     checker = (torch.arange(32).view(1, 1, 32, 1) + torch.arange(32).view(1, 1, 1, 32)) % 2 * 0.2 - 0.1
     assert colour_loss(photo + checker, photo).item() < 1e-6  # zero-mean detail inside each 8x8 block is free
+
+
+def _green_magenta_checker(size: int, amplitude: float) -> torch.Tensor:
+    """(1, 3, size, size) chroma checkerboard: green up where red and blue go down; grey level unchanged."""
+    checker = (torch.arange(size).view(size, 1) + torch.arange(size).view(1, size)) % 2 * 2.0 - 1
+    return amplitude * checker * torch.tensor([-0.5, 1.0, -0.5]).view(1, 3, 1, 1)
+
+
+def test_chroma_variation_charges_colour_oscillation_not_grey_detail_edges_or_ramps():
+    grey = torch.rand(1, 1, 16, 16).expand(2, 3, 16, 16) * 2 - 1
+    assert chroma_variation(grey).item() < 1e-7  # any grey pattern is free: that is the texture loss's business
+    base = torch.tensor([0.2, -0.1, 0.4]).view(1, 3, 1, 1).expand(1, 3, 16, 16)
+    red_shift = torch.tensor([0.4, -0.2, -0.2]).view(1, 3, 1, 1)
+    step = base + red_shift * (torch.arange(16) >= 8).float().view(1, 1, 1, 16)
+    ramp = base + red_shift * (torch.arange(16).float() / 15).view(1, 1, 1, 16)
+    assert chroma_variation(step).item() == pytest.approx(chroma_variation(ramp).item(), rel=1e-5)  # L1: same height
+    noisy = base + _green_magenta_checker(16, 0.05)
+    assert chroma_variation(noisy).item() > 5 * chroma_variation(step).item()  # a faint hatch costs more than an edge
+    assert chroma_variation(noisy + 0.3).item() == pytest.approx(chroma_variation(noisy).item(), rel=1e-5)
+
+
+def test_colour_noise_flags_chroma_hatching_but_not_grey_detail():
+    rng = np.random.default_rng(0)
+    photo = np.clip(rng.normal(128, 30, (32, 32, 1)) + rng.normal(0, 3, (32, 32, 3)), 0, 255).astype(np.uint8)
+    hatch = (_green_magenta_checker(32, 20.0)[0].permute(1, 2, 0).numpy()).round()
+    grey_detail = (_green_magenta_checker(32, 20.0)[0, 1:2].permute(1, 2, 0).numpy()).round()
+    assert colour_noise(photo, photo) == pytest.approx(1.0)
+    assert colour_noise(photo, np.clip(photo + hatch, 0, 255).astype(np.uint8)) > 10
+    assert colour_noise(photo, np.clip(photo + grey_detail, 0, 255).astype(np.uint8)) < 1.5
 
 
 def test_vgg16_loader_uses_caffe_convention(tmp_path):
@@ -248,3 +278,18 @@ def test_structure_smoothing_fades_cell_steps_in_smooth_areas_and_keeps_steps_on
     assert step(smooth)[44:50].sum() > 0.8 * step(target)[44:50].sum()  # the edge's step is kept
     assert (smooth[..., :40].mean() - target[..., :40].mean()).abs() < 0.02  # the colours stay
     assert smooth_structure_target(output, target, eps=0.0) is target  # off: the paper's target itself
+
+
+def test_structure_smoothing_guided_by_the_photo_keeps_an_edge_that_g_has_blurred_sharp():
+    from train.superpixels import smooth_structure_target
+
+    width = 64
+    columns = torch.arange(width).float()
+    photo = torch.where(columns < 32, -0.5, 0.5).expand(1, 3, width, width)  # a sharp edge at column 32
+    blurred = (torch.clamp((columns - 32) / 8, -1, 1) * 0.5).expand(1, 3, width, width)  # G's 16-px wide ramp
+    target = photo.clone()  # the superpixels of G's output split at the edge: a step
+    width_of = lambda img: int(((img[0, 0, 32] > -0.4) & (img[0, 0, 32] < 0.4)).sum())  # noqa: E731 (pixels mid-edge)
+    by_photo = smooth_structure_target(photo, target, eps=0.03)
+    by_output = smooth_structure_target(blurred, target, eps=0.03)
+    assert width_of(by_photo) <= 1  # the target's edge stays a step: G is asked for a sharp edge
+    assert width_of(by_output) >= 6  # guided by G's blur, the target is blurred too
