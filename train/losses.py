@@ -59,6 +59,23 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     return (dx.pow(2).mean() + dy.pow(2).mean()) / (3 * height * width)
 
 
+def chroma_variation(x: torch.Tensor) -> torch.Tensor:
+    """Not in the paper: L1 total variation of the chroma of ``(B, 3, H, W)`` images, ``mean|dx c| + mean|dy c|``
+    with ``c = x - mean over channels`` (the part of each pixel off the grey axis).
+
+    The texture representation sees only a grey projection, and the surface representation is self-guided, so
+    neither discriminator tells chroma noise from texture: their gradients, through those two representations,
+    grow high-frequency colour noise (green/magenta hatching) that nothing else but the weak squared TV term
+    pulls back. L1 leaves edges and ramps their total change (a flat region with a sharp colour edge costs
+    what a gradual ramp of the same height does) and charges only oscillation: flat colours stay, noise goes.
+    """
+    x = x.float()
+    chroma = x - x.mean(dim=1, keepdim=True)
+    dx = chroma[..., :, 1:] - chroma[..., :, :-1]
+    dy = chroma[..., 1:, :] - chroma[..., :-1, :]
+    return dx.abs().mean() + dy.abs().mean()
+
+
 def reconstruction_l1(output: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
     """Pretraining loss: mean absolute difference between ``G(x)`` and ``x``."""
     return (output.float() - photo.float()).abs().mean()

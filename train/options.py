@@ -52,6 +52,10 @@ def _add_training_options(parser: argparse.ArgumentParser, adversarial: bool) ->
                                 "superpixels(G(x)), r=5, eps=this), which keeps the regions' flat colours and the edges "
                                 "G(x) has but removes the cell boundaries inside smooth areas, which G otherwise copies "
                                 "as facets (skin, sky). About 0.03")
+        model.add_argument("--structure-smoothing-guide", default="photo", choices=["photo", "output"],
+                           help="what guides --structure-smoothing: the photo (its edges stay sharp in the target; "
+                                "default) or G's output (where G is already blurred the target stays blurred, and G "
+                                "with it: measured worse)")
         model.add_argument("--conditional", action="store_true",
                            help="loss-conditional training (Dosovitskiy & Djolonga 2020): each step draws factors for the "
                                 "surface, structure and texture weights and G, conditioned on them (FiLM), learns every "
@@ -69,6 +73,11 @@ def _add_training_options(parser: argparse.ArgumentParser, adversarial: bool) ->
         weights.add_argument("--w-colour", type=float, default=0.0,
                              help="not in the paper (0 = off): squared error between 8x8 average-pooled G(x) and x, which keeps the "
                                   "photo's low-frequency colours when the cartoon set's palette differs from the photos'")
+        weights.add_argument("--w-chroma", type=float, default=0.0,
+                             help="not in the paper (0 = off): L1 total variation of G(x)'s chroma (G(x) minus its "
+                                  "channel mean). The texture D sees grey and the surface D a self-guided blur, so both "
+                                  "let G grow colour noise (green/magenta hatching); this charges oscillating colour, "
+                                  "not edges or ramps. About 1")
 
     schedule = parser.add_argument_group("schedule")
     schedule.add_argument("--steps", type=int, default=50_000 if not adversarial else 100_000, help="total iterations")

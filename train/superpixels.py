@@ -46,12 +46,14 @@ def resolve_structure_path(choice: str, device: torch.device, literal: bool, alg
 def smooth_structure_target(output: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
     """Edge-aware smoothing of a structure target (``--structure-smoothing``; not in the paper).
 
-    ``guided_filter(output, target, r=5, eps)``: where G's output is smooth (its local variance well below
+    ``guided_filter(guide, target, r=5, eps)``: where the guide is smooth (its local variance well below
     ``eps``) the target becomes its local mean, so the steps between neighbouring superpixels of similar colour
-    (which G otherwise copies as facets) fade; where the output has an edge, the target keeps its step.
+    (which G otherwise copies as facets) fade; where the guide has an edge, the target keeps its step. The guide
+    is the photo (``--structure-smoothing-guide photo``: the target's edges are the photo's, sharp) or G's output
+    (where G has blurred an edge, the target keeps the blur and G is never asked to sharpen it).
 
     Args:
-        output: the guide, G's (filtered) output ``(B, 3, H, W)`` in ``[-1, 1]``.
+        output: the guide ``(B, 3, H, W)`` in ``[-1, 1]``: the photo, or G's (filtered) output.
         target: its superpixel image ``(B, 3, H, W)`` in ``[-1, 1]``.
         eps: the guided filter's regulariser in squared ``[-1, 1]`` units; 0 returns ``target`` unchanged.
 

@@ -44,6 +44,7 @@ from train.augment import diff_augment, parse_policy
 from train.data import load_training_data
 from train.logs import RunLog
 from train.losses import (
+    chroma_variation,
     colour_loss,
     discriminator_loss,
     feature_l1,
@@ -110,6 +111,7 @@ class Trainer:
             else:
                 self.superpixels = SuperpixelPool(self.structure_params, 0 if self.literal else args.superpixel_workers)
             self.weights = {name: getattr(args, f"w_{name}") for name in ("surface", "texture", "structure", "content", "tv", "colour")}
+            self.weights["chroma"] = getattr(args, "w_chroma", 0.0)
             self.augment = parse_policy(args.diffaugment)
             self.augment_rng = torch.Generator(device=self.device).manual_seed(args.seed * 1000 + 7)
         self.condition_rng = torch.Generator().manual_seed(args.seed * 1000 + 11)
@@ -236,9 +238,11 @@ class Trainer:
         self.d_opt.step()
         return {"d_surface": d_surface, "d_texture": d_texture}
 
-    def _smoothed_structure(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The structure target the loss sees (``--structure-smoothing``: see :func:`smooth_structure_target`)."""
-        return smooth_structure_target(output, target, getattr(self.args, "structure_smoothing", 0.0))
+    def _smoothed_structure(self, photo: torch.Tensor, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The structure target the loss sees (``--structure-smoothing``: see :func:`smooth_structure_target`),
+        guided by the photo or by G's output (``--structure-smoothing-guide``)."""
+        guide = photo if getattr(self.args, "structure_smoothing_guide", "output") == "photo" else output
+        return smooth_structure_target(guide, target, getattr(self.args, "structure_smoothing", 0.0))
 
     def _set_discriminators_trainable(self, trainable: bool) -> None:
         if self.world == 1:  # under DDP every parameter must take part in every backward
@@ -256,7 +260,7 @@ class Trainer:
         blur_fake = self._surface(output)
 
         def structure_features() -> torch.Tensor:  # asked for last: the workers get the most time
-            target = self._smoothed_structure(output, pending.result())  # in fp32, outside autocast
+            target = self._smoothed_structure(photo, output, pending.result())  # in fp32, outside autocast
             with torch.no_grad(), self._autocast():
                 return self.perceptual(target)
 
@@ -287,6 +291,8 @@ class Trainer:
             g_texture = lsgan_loss(self.d_texture_train(texture_input), True)
         losses = {"g_surface": g_surface, "g_texture": g_texture, "content": feature_l1(*content),
                   "tv": total_variation(output), "colour": colour_loss(output, photo)}
+        if self.weights["chroma"]:
+            losses["chroma"] = chroma_variation(output)
         losses["structure"] = feature_l1(output_features, structure_features())
         return losses
 
@@ -297,7 +303,7 @@ class Trainer:
             w[name] *= factor
         g_total = (w["tv"] * losses["tv"] + w["surface"] * losses["g_surface"] + w["texture"] * losses["g_texture"]
                    + w["content"] * losses["content"] + w["structure"] * losses["structure"]
-                   + w["colour"] * losses["colour"])
+                   + w["colour"] * losses["colour"] + w["chroma"] * losses.get("chroma", 0.0))
         losses = {**losses, "g_total": g_total}
         self._check_finite(losses)
         self.g_opt.zero_grad(set_to_none=True)
@@ -311,7 +317,7 @@ class Trainer:
         with torch.no_grad():
             first_output = self._filtered_output(photo)
             superpixels = structure_batch(first_output, self.structure_params)
-            structure_target = self._smoothed_structure(first_output, superpixels)
+            structure_target = self._smoothed_structure(photo, first_output, superpixels)
         # 2. The G step: a new forward, VGG once per loss.
         output = self._filtered_output(photo)
         gray_fake, _ = color_shift(output, cartoon, generator=self.shift_rng)

@@ -309,19 +309,38 @@ def test_evaluate_ranks_several_models_against_the_same_references(tiny_data, tm
     rows = json.loads((out / "quality.json").read_text())
     assert {"ours: first", "ours: second", "photo (input)", "bilateral x3"} <= set(rows)
     assert rows["ours: first"]["fd_to_cartoons"] != rows["ours: second"]["fd_to_cartoons"]  # each row is its model
+    assert rows["photo (input)"]["colour_noise"] == pytest.approx(1.0)
     assert Image.open(out / "comparison.png").width == 360 * 4  # photo, cv2, and the two models
 
 
 def test_structure_smoothing_trains_on_both_step_paths_and_changes_the_structure_loss(tiny_data, tmp_path):
     for run, extra in (("plain", {}), ("smooth", {"structure_smoothing": 0.03}),
-                       ("smooth-literal", {"structure_smoothing": 0.03, "literal": True})):
+                       ("smooth-literal", {"structure_smoothing": 0.03, "literal": True}),
+                       ("smooth-by-output", {"structure_smoothing": 0.03, "structure_smoothing_guide": "output"})):
         assert main(tiny_args(tiny_data, tmp_path / run, steps=1, **extra)) == 0
     first = {run: json.loads((tmp_path / run / "metrics.jsonl").read_text().splitlines()[0])
-             for run in ("plain", "smooth", "smooth-literal")}
+             for run in ("plain", "smooth", "smooth-literal", "smooth-by-output")}
     assert all(np.isfinite(record["structure"]) and record["structure"] > 0 for record in first.values())
     assert first["smooth"]["structure"] != first["plain"]["structure"]
+    assert first["smooth"]["structure"] != first["smooth-by-output"]["structure"]  # the guide is the photo by default
+    assert main(["export", str(tmp_path / "smooth"), "-o", str(tmp_path / "export")]) == 0
+    assert "guided by the photo" in (tmp_path / "export" / "README.md").read_text()
     with pytest.raises(SystemExit):
         parse(["adversarial", "--photos", "p", "--cartoons", "c", "--structure-smoothing", "-1"])
+
+
+def test_chroma_weight_adds_its_loss_to_g_on_both_step_paths_and_the_card_says_so(tiny_data, tmp_path):
+    for run, extra in (("plain", {}), ("chroma", {"w_chroma": 3}), ("chroma-literal", {"w_chroma": 3, "literal": True})):
+        assert main(tiny_args(tiny_data, tmp_path / run, steps=2, **extra)) == 0
+    first = {run: json.loads((tmp_path / run / "metrics.jsonl").read_text().splitlines()[0])
+             for run in ("plain", "chroma", "chroma-literal")}
+    assert "chroma" not in first["plain"]
+    chroma = first["chroma"]["chroma"]
+    assert chroma > 0 and first["chroma-literal"]["chroma"] == pytest.approx(chroma, rel=0.05)
+    # Same seed, same first batch and weights: the only difference in G's total is 3 x the chroma term.
+    assert first["chroma"]["g_total"] - first["plain"]["g_total"] == pytest.approx(3 * chroma, rel=0.02)
+    assert main(["export", str(tmp_path / "chroma"), "-o", str(tmp_path / "export")]) == 0
+    assert "chroma 3.0" in (tmp_path / "export" / "README.md").read_text()
 
 
 def test_discriminator_warmup_keeps_the_generator_frozen_then_trains_it(tiny_data, tmp_path):
