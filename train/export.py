@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cartoon.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_generator
 from train import checkpoints
-from train.options import LOSS_WEIGHTS
+from train.options import LOSS_WEIGHTS, SAVED_BEFORE
 
 CARD_TEMPLATE = """---
 library_name: cartoon
@@ -79,7 +79,7 @@ def lineage(state: dict, max_depth: int = 5) -> str:
 
 def model_card(state: dict, parameters: int, config: dict, data_note: str, notes: str = "") -> str:
     defaults = {f"w_{name}": weight for name, weight in LOSS_WEIGHTS.items()}
-    options = {**defaults, "w_colour": 0.0, "w_chroma": 0.0, "perceptual": "none (pretraining)", "structure": "none", "segments": "-",
+    options = {**defaults, **SAVED_BEFORE, "w_colour": 0.0, "w_chroma": 0.0, "perceptual": "none (pretraining)", "structure": "none", "segments": "-",
                **state.get("options", {})}
     metrics = state.get("metrics") or {}
     conditioning = "none: trained with fixed loss weights (the app's weight sliders drive the white-box mix only)"
@@ -88,7 +88,7 @@ def model_card(state: dict, parameters: int, config: dict, data_note: str, notes
         conditioning = (f"loss-conditional (FiLM on the logs of the surface, structure and texture weight factors, drawn "
                         f"log-uniformly in [1/{spread}, {spread}] x the weights above); the app's weight sliders steer it")
     smoothing = options.get("structure_smoothing") or 0.0
-    guide = "the photo" if options.get("structure_smoothing_guide") == "photo" else "G's output"  # older runs: output
+    guide = "the photo" if options.get("structure_smoothing_guide") == "photo" else "G's output"
     smoothing = (f"; smoothed by a guided filter (r=5, eps {smoothing:g}) guided by {guide} (not in the paper)"
                  if smoothing else "")
     metric_lines = "\n".join(f"- {name}: {value:.6g}" for name, value in sorted(metrics.items())) or "- (none logged)"

@@ -16,6 +16,8 @@ from typing import Any
 # The authors' code weights (train_code/train.py); the paper prints ten times the first four (issue #14 there).
 LOSS_WEIGHTS = {"surface": 0.1, "texture": 1.0, "structure": 200.0, "content": 200.0, "tv": 1e4}
 TRAINING_COMMANDS = ("pretrain", "adversarial")
+SAVED_BEFORE = {"structure_smoothing_guide": "output"}
+"""What options that older runs' saved options lack meant then (their default has changed since)."""
 
 
 def _add_training_options(parser: argparse.ArgumentParser, adversarial: bool) -> None:

@@ -13,9 +13,11 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from cartoon.checkpoint import load_generator
+from cartoon.image import to_tensor
 from cartoon.inference import Cartoonizer
 from train import checkpoints
 from train.__main__ import main
+from train.data import list_images
 from train.options import parse
 from tests.train.conftest import ROOT, run_module, tiny_args
 
@@ -356,3 +358,23 @@ def test_discriminator_warmup_keeps_the_generator_frozen_then_trains_it(tiny_dat
     assert any(k.startswith("d_surface/") and not torch.equal(ds[0][k], ds[1][k]) for k in ds[0])
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert ["g_total" in r for r in records] == [False, False, True, True] and all("d_texture" in r for r in records)
+
+
+def test_loss_gradient_report_covers_every_weighted_loss_and_smoothing_terms_remove_detail(tiny_data, tmp_path, capsys):
+    from train.loss_gradients import main as report_main, report, trainer_for, training_crops
+
+    run = tmp_path / "run"
+    assert main(tiny_args(tiny_data, run, steps=2, w_chroma=1, w_colour=5)) == 0
+    checkpoint = checkpoints.latest_checkpoint(run)
+    trainer, options = trainer_for(checkpoint, None)
+    assert options.w_chroma == 1 and options.patch_size == 32  # the run's own options, not the parser's defaults
+    photo = to_tensor(training_crops(list_images(tiny_data / "photos"), 3, options, seed=0))
+    rows = report(trainer, photo)
+    assert set(rows) == {"g_surface", "g_texture", "content", "structure", "tv", "colour", "chroma"}
+    for name, row in rows.items():
+        shares = sum(value for key, value in row.items() if key.endswith("share"))
+        assert shares == pytest.approx(1.0, abs=1e-4) and row["gradient norm"] > 0, name
+    # A descent step on a total-variation term smooths: it removes the high frequencies the output has.
+    assert rows["tv"]["grey cos"] < 0 and rows["tv"]["colour cos"] < 0 and rows["chroma"]["colour cos"] < 0
+    assert report_main([str(run), "--crops", "2"]) == 0
+    assert "| chroma |" in capsys.readouterr().out
