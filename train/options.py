@@ -50,10 +50,10 @@ def _add_training_options(parser: argparse.ArgumentParser, adversarial: bool) ->
                                 "frozen. For --init from a trained G with fresh discriminators, so that G's first "
                                 "updates come from discriminators that have seen its output")
         model.add_argument("--structure-smoothing", type=float, default=0.0,
-                           help="not in the paper (0 = off): the structure target becomes guided_filter(G(x), "
+                           help="not in the paper (0 = off): the structure target becomes guided_filter(guide, "
                                 "superpixels(G(x)), r=5, eps=this), which keeps the regions' flat colours and the edges "
-                                "G(x) has but removes the cell boundaries inside smooth areas, which G otherwise copies "
-                                "as facets (skin, sky). About 0.03")
+                                "the guide has but removes the cell boundaries inside smooth areas, which G otherwise "
+                                "copies as facets (skin, sky). About 0.03")
         model.add_argument("--structure-smoothing-guide", default="photo", choices=["photo", "output"],
                            help="what guides --structure-smoothing: the photo (its edges stay sharp in the target; "
                                 "default) or G's output (where G is already blurred the target stays blurred, and G "

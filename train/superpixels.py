@@ -43,7 +43,7 @@ def resolve_structure_path(choice: str, device: torch.device, literal: bool, alg
     return choice
 
 
-def smooth_structure_target(output: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
+def smooth_structure_target(guide: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
     """Edge-aware smoothing of a structure target (``--structure-smoothing``; not in the paper).
 
     ``guided_filter(guide, target, r=5, eps)``: where the guide is smooth (its local variance well below
@@ -53,7 +53,7 @@ def smooth_structure_target(output: torch.Tensor, target: torch.Tensor, eps: flo
     (where G has blurred an edge, the target keeps the blur and G is never asked to sharpen it).
 
     Args:
-        output: the guide ``(B, 3, H, W)`` in ``[-1, 1]``: the photo, or G's (filtered) output.
+        guide: ``(B, 3, H, W)`` in ``[-1, 1]``: the photo, or G's (filtered) output.
         target: its superpixel image ``(B, 3, H, W)`` in ``[-1, 1]``.
         eps: the guided filter's regulariser in squared ``[-1, 1]`` units; 0 returns ``target`` unchanged.
 
@@ -63,7 +63,7 @@ def smooth_structure_target(output: torch.Tensor, target: torch.Tensor, eps: flo
     if not eps:
         return target
     with torch.no_grad():
-        return guided_filter(output.detach().float(), target.float(), SURFACE_RADIUS, eps).clamp(-1, 1)
+        return guided_filter(guide.detach().float(), target.float(), SURFACE_RADIUS, eps).clamp(-1, 1)
 
 
 def _init_worker() -> None:

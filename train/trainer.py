@@ -110,8 +110,8 @@ class Trainer:
                 self.superpixels = DeviceStructure(self.structure_params)
             else:
                 self.superpixels = SuperpixelPool(self.structure_params, 0 if self.literal else args.superpixel_workers)
-            self.weights = {name: getattr(args, f"w_{name}") for name in ("surface", "texture", "structure", "content", "tv", "colour")}
-            self.weights["chroma"] = getattr(args, "w_chroma", 0.0)
+            self.weights = {name: getattr(args, f"w_{name}")
+                            for name in ("surface", "texture", "structure", "content", "tv", "colour", "chroma")}
             self.augment = parse_policy(args.diffaugment)
             self.augment_rng = torch.Generator(device=self.device).manual_seed(args.seed * 1000 + 7)
         self.condition_rng = torch.Generator().manual_seed(args.seed * 1000 + 11)
