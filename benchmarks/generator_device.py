@@ -2,14 +2,16 @@
 
     python benchmarks/generator_device.py [--device cuda] [--height 720 --width 1280] [--batches 1,8] [--json PATH]
 
-Variants: fp32, fp16 and bf16 autocast, channels_last, each at every batch size; with ``--graphs`` on CUDA also
-the fp16 forward captured once as a CUDA graph and replayed (no per-kernel launch cost). Times are medians of
+Variants: fp32, fp16 and bf16 autocast, channels_last, each at every batch size; on CUDA the network in fp16
+(no casts in the forward); with ``--graphs`` also both fp16 forwards captured once as CUDA graphs and replayed (no
+per-kernel launch cost); with ``--compile`` the fp16 network through ``torch.compile``. Times are medians of
 synchronised repeats after a warm-up. Not a test: issue 18 asks for <= 1.2 ms per 720p frame in batches on a GPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 
@@ -23,17 +25,19 @@ from cartoon.checkpoint import load_generator  # noqa: E402
 from cartoon.models import UNetGenerator  # noqa: E402
 
 
-def graphed(net: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype):
-    """The forward of ``net`` on ``x``'s shape captured as one CUDA graph; returns a function that replays it."""
+def graphed(net: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None):
+    """The forward of ``net`` on ``x``'s shape captured as one CUDA graph (under autocast to ``dtype``; ``None``:
+    the network's own precision); returns a function that replays it."""
     static = x.clone()
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream), torch.inference_mode(), torch.autocast("cuda", dtype=dtype):
+    autocast = dict(device_type="cuda", dtype=dtype or torch.float32, enabled=dtype is not None)
+    with torch.cuda.stream(stream), torch.inference_mode(), torch.autocast(**autocast):
         for _ in range(3):
             net(static)
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph), torch.inference_mode(), torch.autocast("cuda", dtype=dtype):
+    with torch.cuda.graph(graph), torch.inference_mode(), torch.autocast(**autocast):
         net(static)
     return graph.replay
 
@@ -47,11 +51,15 @@ def main() -> None:
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--graphs", action="store_true", help="also replay a captured CUDA graph (CUDA only)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also the fp16 network through torch.compile (reduce-overhead: fused elementwise kernels "
+                             "replayed as CUDA graphs; CUDA only; compiles for a minute or more)")
     add_json_option(parser)
     args = parser.parse_args()
     device = torch.device(args.device)
     model = load_generator(args.model) if (args.model / "model.safetensors").exists() else UNetGenerator().eval()
     model = model.to(device, memory_format=torch.channels_last)
+    half = copy.deepcopy(model).half() if device.type == "cuda" else None
     info = machine()
     print(f"# generator alone, {args.height}x{args.width}, {device} | {info['cuda'] or info['cpu']} | torch {info['torch']}")
     print("| variant | batch | ms per batch: median (quartiles) | ms per frame |\n|---|---|---|---|")
@@ -67,8 +75,23 @@ def main() -> None:
                                                             enabled=dtype is not None):
                     model(x)
             variants[f"{name}, channels_last"] = run
+        if device.type == "cuda":  # fp16 weights and input: no casts in the forward
+            x_half = x.half()
+
+            def run_half() -> None:
+                with torch.inference_mode():
+                    half(x_half)
+            variants["fp16 weights, channels_last"] = run_half
         if args.graphs and device.type == "cuda":
             variants["fp16, channels_last, CUDA graph"] = graphed(model, x, torch.float16)
+            variants["fp16 weights, channels_last, CUDA graph"] = graphed(half, x_half, None)
+        if args.compile and device.type == "cuda":
+            compiled = torch.compile(half, mode="reduce-overhead")
+
+            def run_compiled() -> None:
+                with torch.inference_mode():
+                    compiled(x_half)
+            variants["fp16 weights, torch.compile reduce-overhead"] = run_compiled
         for name, run in variants.items():
             try:
                 timing = measure(run, args.repeat, warmup=3, sync=device.type == "cuda")

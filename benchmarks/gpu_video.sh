@@ -3,12 +3,12 @@
 # travels in .whl/, which git ignores):
 #   here:  python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #            --platform manylinux_2_28_x86_64 -d .whl av==18.1.0
-#   run(command="bash benchmarks/gpu_video.sh", carry=[".whl"], timeout_s=300)
-# Tried on the CPU first:  DEVICE=cpu HEIGHT=64 WIDTH=96 VIDEO_HEIGHT=96 CLIP_SECONDS=0.5 bash benchmarks/gpu_video.sh
+#   run(command="bash benchmarks/gpu_video.sh", carry=[".whl"], timeout_s=480)
+# Tried on the CPU first:  DEVICE=cpu BATCH=4 HEIGHT=64 WIDTH=96 VIDEO_HEIGHT=96 CLIP_SECONDS=0.5 bash benchmarks/gpu_video.sh
 set -u
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 OUT=${OUT:-runs/gpu} DEVICE=${DEVICE:-cuda} PYTHON=${PYTHON:-python3}
-HEIGHT=${HEIGHT:-720} WIDTH=${WIDTH:-1280} VIDEO_HEIGHT=${VIDEO_HEIGHT:-720} CLIP_SECONDS=${CLIP_SECONDS:-4}
+BATCH=${BATCH:-8} HEIGHT=${HEIGHT:-720} WIDTH=${WIDTH:-1280} VIDEO_HEIGHT=${VIDEO_HEIGHT:-720} CLIP_SECONDS=${CLIP_SECONDS:-4}
 mkdir -p "$OUT"
 LOG="$OUT/video.log"
 if ! "$PYTHON" -c "import av" 2>/dev/null; then
@@ -21,9 +21,15 @@ timeout 120 "$PYTHON" benchmarks/generator_device.py --device "$DEVICE" --height
   --batches 1,8 --graphs --json "$OUT/generator_device.json" >> "$LOG" 2>&1
 echo "generator exit $?" >> "$LOG"
 for height in "$VIDEO_HEIGHT" 480; do
-  timeout 120 "$PYTHON" benchmarks/video.py --device "$DEVICE" --height "$height" --seconds "$CLIP_SECONDS" \
+  timeout 120 "$PYTHON" benchmarks/video.py --device "$DEVICE" --height "$height" --seconds "$CLIP_SECONDS" --batch "$BATCH" \
     --out "runs/video-$height" --json "$OUT/video_$height.json" 2>&1 | grep -v Using >> "$LOG"
   echo "video $height exit ${PIPESTATUS[0]}" >> "$LOG"
 done
+# Last, as it may take minutes to compile: the fp16 generator through torch.compile (COMPILE=0 skips it).
+if [ "${COMPILE:-1}" = 1 ] && [ "$DEVICE" = cuda ]; then
+  timeout 240 "$PYTHON" benchmarks/generator_device.py --device "$DEVICE" --height "$HEIGHT" --width "$WIDTH" \
+    --batches 8 --compile --json "$OUT/generator_compile.json" >> "$LOG" 2>&1
+  echo "generator compile exit $?" >> "$LOG"
+fi
 cp "runs/video-$VIDEO_HEIGHT/strip.png" "$OUT/strip.png" 2>/dev/null
 cat "$LOG"

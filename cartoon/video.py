@@ -4,7 +4,8 @@ The output is an MP4 that browsers play (H.264, yuv420p) with the input's frame 
 included: every frame keeps its timestamp), the short side scaled down to at most ``max_side`` and both sides
 even, phone rotation applied to the pixels, and the first audio stream copied (AAC and MP3) or re-encoded
 to AAC (anything else). It is written to ``<name>.part.mp4`` beside the target and renamed when complete:
-a failure leaves nothing half-written.
+a failure leaves nothing half-written. Decoding, the generator and encoding run as three overlapping stages on
+their own threads (PyAV, OpenCV and torch release the GIL), so a GPU is not kept waiting on the host.
 
 Per-frame cartoons flicker where the input is still (sensor noise and compression change the generator's
 flat regions from frame to frame). :class:`Stabilizer` blends each cartoon with the previous one warped by
@@ -16,11 +17,16 @@ input's own change there.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -31,6 +37,9 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi"})
 COPIED_AUDIO = frozenset({"aac", "mp3"})
 """Audio codecs an MP4 carries as they are; other audio is re-encoded to AAC."""
 DEFAULT_BATCH = 4
+FLOW_THREADS = max(1, min(4, (os.cpu_count() or 1) - 1))
+"""Threads computing the stabiliser's optical flow ahead of the encoder (DIS releases the GIL)."""
+T = TypeVar("T")
 
 
 class VideoError(ImageError):
@@ -64,6 +73,8 @@ class VideoResult:
     height: int
     seconds: float
     flicker: float | None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    """How long each stage (decode, cartoonize, encode) was busy: they overlap, so the largest bounds the rate."""
 
     @property
     def frames_per_second(self) -> float:
@@ -142,24 +153,40 @@ class Stabilizer:
     Where the previous input, warped the same way, matches the current input within ``tolerance`` grey levels,
     the output is ``strength * warped previous cartoon + (1 - strength) * current cartoon``; elsewhere
     (occlusions, cuts, fast motion the flow misses) the current cartoon is kept as it is.
+
+    The flow depends on the inputs only, so :meth:`flow` may run ahead on other threads (one DIS instance per
+    thread); :meth:`blend` is the sequential part. Calling the stabiliser does both for one frame.
     """
 
     def __init__(self, strength: float = 0.6, tolerance: float = 12.0) -> None:
         if not 0 <= strength < 1:
             raise ValueError(f"strength must be in [0, 1), got {strength}")
         self.strength, self.tolerance = strength, tolerance
-        self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        self._per_thread = threading.local()  # each thread's DIS instance (not thread-safe)
         self._previous: tuple[np.ndarray, np.ndarray] | None = None  # (grey input, output)
         self._grid: tuple[np.ndarray, np.ndarray] | None = None  # pixel coordinates, kept per frame size
+
+    def flow(self, grey: np.ndarray, previous_grey: np.ndarray) -> np.ndarray:
+        """``(H, W, 2)`` float32: where each pixel of ``grey`` was in ``previous_grey`` (both ``(H, W)`` uint8)."""
+        dis = getattr(self._per_thread, "dis", None)
+        if dis is None:
+            dis = self._per_thread.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        return dis.calc(grey, previous_grey, None)
 
     def __call__(self, photo: np.ndarray, cartoon: np.ndarray) -> np.ndarray:
         """One frame: ``photo`` and its ``cartoon``, both ``(H, W, 3)`` uint8; returns the stabilised cartoon."""
         grey = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
-        if self._previous is None or self._previous[0].shape != grey.shape:
+        previous = self._previous
+        flow = self.flow(grey, previous[0]) if previous is not None and previous[0].shape == grey.shape else None
+        return self.blend(grey, cartoon, flow)
+
+    def blend(self, grey: np.ndarray, cartoon: np.ndarray, flow: np.ndarray | None) -> np.ndarray:
+        """One frame, its flow to the previous input given (:meth:`flow`; ``None`` for a clip's first frame):
+        ``grey`` ``(H, W)`` and ``cartoon`` ``(H, W, 3)`` uint8 -> the stabilised cartoon."""
+        if flow is None or self._previous is None or self._previous[0].shape != grey.shape:
             self._previous = (grey, cartoon)
             return cartoon
         previous_grey, previous_cartoon = self._previous
-        flow = self._flow.calc(grey, previous_grey, None)  # where each pixel of this frame was in the last one
         height, width = grey.shape
         if self._grid is None or self._grid[0].shape != grey.shape:
             self._grid = tuple(np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)))
@@ -202,6 +229,18 @@ class FlickerMeter:
         return None if self._input_change == 0 else self._output_change / self._input_change
 
 
+@dataclass
+class _Frames:
+    """One batch on its way through the pipeline: ``photos`` ``(B, H, W, 3)`` uint8 at the output size, their
+    output timestamps, and (with the stabiliser) their grey levels and flows to the frame before."""
+
+    photos: np.ndarray
+    stamps: list[int | None]
+    greys: list[np.ndarray] | None = None
+    flows: list[Future | None] | None = None  # each frame's flow to the one before, computed on the flow threads
+    cartoons: np.ndarray | None = None
+
+
 def cartoonize_video(
     source: str | os.PathLike,
     target: str | os.PathLike,
@@ -216,6 +255,11 @@ def cartoonize_video(
 ) -> VideoResult:
     """Cartoonize a clip into an H.264 MP4 with the same timing and sound.
 
+    Three stages overlap, each on its own thread, two batches apart at most: decoding (with the stabiliser's
+    optical flow, which needs the inputs only, on a few more threads), the generator, and encoding (with the
+    stabiliser's blend and the sound). :attr:`VideoResult.stage_seconds` says how busy each stage was: the
+    busiest one bounds the frame rate.
+
     Args:
         source: the clip (anything FFmpeg reads).
         target: the MP4 to write (its folder must exist); replaced only when the new one is complete.
@@ -224,7 +268,7 @@ def cartoonize_video(
         stabilize: apply :class:`Stabilizer`.
         batch_size: frames per generator call.
         max_seconds, max_pixels: limits, checked before anything is decoded (:func:`probe`).
-        progress: called as ``progress(frames_done, frames_expected)`` after each batch.
+        progress: called as ``progress(frames_done, frames_expected)`` after each batch (on the calling thread).
         measure_flicker: also return :class:`FlickerMeter`'s result.
 
     Raises:
@@ -238,9 +282,11 @@ def cartoonize_video(
     partial = target.with_name(target.stem + ".part.mp4")
     stabilizer = Stabilizer() if stabilize else None
     meter = FlickerMeter() if measure_flicker else None
+    busy = {"decode": 0.0, "cartoonize": 0.0, "encode": 0.0}
     start, done = time.perf_counter(), 0
     try:
-        with _open(source) as reader, av.open(str(partial), "w", format="mp4") as writer:
+        with _open(source) as reader, av.open(str(partial), "w", format="mp4") as writer, \
+                ThreadPoolExecutor(FLOW_THREADS, thread_name_prefix="flow") as flow_pool:
             video_in = reader.streams.video[0]
             video_in.thread_type = "AUTO"
             rate = video_in.average_rate or video_in.guessed_rate or Fraction(25)
@@ -250,45 +296,84 @@ def cartoonize_video(
             video_out.options = {"crf": "20", "preset": "veryfast"}
             audio_in = reader.streams.audio[0] if reader.streams.audio else None
             audio_out, resampler = _audio_output(writer, audio_in)
-            streams = [video_in] + ([audio_in] if audio_in is not None else [])
-            pending: list[tuple[np.ndarray, int | None]] = []
-            first_pts: int | None = None
 
-            def flush() -> None:
-                nonlocal done
-                if not pending:
-                    return
-                photos = np.stack([photo for photo, _ in pending])
-                cartoons = cartoonize_frames(photos)
-                for photo, cartoon, (_, pts) in zip(photos, cartoons, pending):
+            def decoded() -> Iterator[_Frames | av.Packet]:
+                """Batches of decoded frames (and the audio packets between them, in order)."""
+                first_pts: int | None = None
+                photos: list[np.ndarray] = []
+                stamps: list[int | None] = []
+                last_grey: list[np.ndarray] = []  # the previous batch's last grey frame, for the next flow
+                clock = time.perf_counter()
+
+                def batch() -> _Frames:
+                    frames = _Frames(np.stack(photos), list(stamps))
                     if stabilizer is not None:
-                        cartoon = stabilizer(photo, cartoon)
-                    if meter is not None:
-                        meter.update(photo, cartoon)
-                    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(cartoon), format="rgb24")
-                    frame.pts, frame.time_base = pts, video_out.codec_context.time_base
-                    for packet in video_out.encode(frame.reformat(format="yuv420p")):
-                        writer.mux(packet)
-                done += len(pending)
-                pending.clear()
-                if progress is not None:
-                    progress(done, max(info.frames, done))
+                        frames.greys = [cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY) for photo in photos]
+                        before = last_grey + frames.greys[:-1]
+                        first = len(frames.greys) - len(before)  # 1 for the clip's first frame: no flow
+                        frames.flows = [None] * first + [flow_pool.submit(stabilizer.flow, grey, previous)
+                                                         for grey, previous in zip(frames.greys[first:], before)]
+                        last_grey[:] = frames.greys[-1:]
+                    photos.clear()
+                    stamps.clear()
+                    return frames
 
-            for packet in reader.demux(*streams):
-                if packet.stream is audio_in:
-                    _mux_audio(writer, packet, audio_out, resampler)
-                    continue
-                for frame in packet.decode():
-                    if frame.pts is not None and first_pts is None:
-                        first_pts = frame.pts
-                    pts = None if frame.pts is None else frame.pts - (first_pts or 0)
-                    if max_seconds is not None and pts is not None and video_in.time_base is not None \
-                            and float(pts * video_in.time_base) > max_seconds:
-                        raise VideoError(f"{source.name} runs past the {max_seconds:g} s limit. Trim it first.")
-                    pending.append((_frame_rgb(frame, width, height), pts))
-                    if len(pending) >= batch_size:
-                        flush()
-            flush()
+                for packet in reader.demux(*([video_in] + ([audio_in] if audio_in is not None else []))):
+                    if packet.stream is audio_in:
+                        busy["decode"] += time.perf_counter() - clock
+                        yield packet
+                        clock = time.perf_counter()
+                        continue
+                    for frame in packet.decode():
+                        if frame.pts is not None and first_pts is None:
+                            first_pts = frame.pts
+                        pts = None if frame.pts is None else frame.pts - (first_pts or 0)
+                        if max_seconds is not None and pts is not None and video_in.time_base is not None \
+                                and float(pts * video_in.time_base) > max_seconds:
+                            raise VideoError(f"{source.name} runs past the {max_seconds:g} s limit. Trim it first.")
+                        photos.append(_frame_rgb(frame, width, height))
+                        stamps.append(pts)
+                        if len(photos) >= batch_size:
+                            item = batch()
+                            busy["decode"] += time.perf_counter() - clock
+                            yield item
+                            clock = time.perf_counter()
+                if photos:
+                    item = batch()
+                    busy["decode"] += time.perf_counter() - clock
+                    yield item
+
+            def cartoonized(items: Iterator[_Frames | av.Packet]) -> Iterator[_Frames | av.Packet]:
+                for item in items:
+                    if isinstance(item, _Frames):
+                        clock = time.perf_counter()
+                        item.cartoons = cartoonize_frames(item.photos)
+                        busy["cartoonize"] += time.perf_counter() - clock
+                    yield item
+
+            # Both stages are closed (their threads stopped and joined) before the containers they read close.
+            decoding = _in_background(decoded())
+            with closing(decoding), closing(_in_background(cartoonized(decoding))) as items:
+                for item in items:
+                    clock = time.perf_counter()
+                    if not isinstance(item, _Frames):
+                        _mux_audio(writer, item, audio_out, resampler)
+                        busy["encode"] += time.perf_counter() - clock
+                        continue
+                    for index, (photo, cartoon, pts) in enumerate(zip(item.photos, item.cartoons, item.stamps)):
+                        if stabilizer is not None:
+                            flow = item.flows[index]
+                            cartoon = stabilizer.blend(item.greys[index], cartoon, flow and flow.result())
+                        if meter is not None:
+                            meter.update(photo, cartoon)
+                        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(cartoon), format="rgb24")
+                        frame.pts, frame.time_base = pts, video_out.codec_context.time_base
+                        for packet in video_out.encode(frame.reformat(format="yuv420p")):
+                            writer.mux(packet)
+                    done += len(item.stamps)
+                    busy["encode"] += time.perf_counter() - clock
+                    if progress is not None:
+                        progress(done, max(info.frames, done))
             if done == 0:
                 raise VideoError(f"{source.name} has no frames that could be decoded.")
             for packet in video_out.encode():
@@ -306,7 +391,51 @@ def cartoonize_video(
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    return VideoResult(target, done, width, height, time.perf_counter() - start, meter.result() if meter else None)
+    return VideoResult(target, done, width, height, time.perf_counter() - start, meter.result() if meter else None,
+                       busy)
+
+
+def _in_background(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """``items``, produced on a thread of their own at most ``depth`` ahead of the consumer; the producer's
+    exception is raised here, and closing this iterator stops the producer (and closes ``items``)."""
+    results: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[bool, object]) -> bool:
+        while not stop.is_set():
+            try:
+                results.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+            put((False, None))
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer
+            put((False, error))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="video-stage", daemon=True)
+    thread.start()
+    try:
+        while True:
+            more, value = results.get()
+            if not more:
+                if value is not None:
+                    raise value
+                return
+            yield value
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _frame_rgb(frame, width: int, height: int) -> np.ndarray:

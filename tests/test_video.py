@@ -3,10 +3,12 @@ clearly with nothing half-written. Clips are generated here (PyAV bundles FFmpeg
 
 from __future__ import annotations
 
+import threading
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
@@ -131,6 +133,44 @@ def test_stabiliser_and_meter_on_known_frames():
     meter.update(still, first)
     meter.update(still + 1, first + 4)  # input moves by 1, output by 4
     assert meter.result() == pytest.approx(4.0)
+
+
+def test_flow_ahead_then_blend_equals_the_one_call_stabiliser():
+    # The video pipeline computes each frame's flow on other threads, then blends in order: the same output.
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 255, (40, 56, 3)).astype(np.uint8)
+    photos = [np.roll(base, shift, axis=1) for shift in range(5)]
+    cartoons = [np.clip(photo.astype(int) + rng.integers(-20, 20, photo.shape), 0, 255).astype(np.uint8)
+                for photo in photos]
+    one_call, split = Stabilizer(), Stabilizer()
+    greys = [cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY) for photo in photos]
+    flows = [None] + [split.flow(grey, previous) for grey, previous in zip(greys[1:], greys[:-1])]
+    for photo, cartoon, grey, flow in zip(photos, cartoons, greys, flows):
+        expected = one_call(photo, cartoon)
+        assert np.array_equal(split.blend(grey, cartoon, flow), expected)
+    assert not np.array_equal(expected, cartoons[-1])  # the stabiliser did blend
+
+
+def test_the_stages_report_their_time_and_a_failing_stage_stops_the_others(cartoonizer, tmp_path):
+    source = make_clip(tmp_path / "clip.mp4", frames=30)
+    result = cartoonize_video(source, tmp_path / "out.mp4", cartoonizer.cartoonize_frames, batch_size=4)
+    assert set(result.stage_seconds) == {"decode", "cartoonize", "encode"}
+    assert all(0 < seconds < result.seconds for seconds in result.stage_seconds.values())
+    threads = threading.active_count()
+    calls = []
+
+    def failing(frames: np.ndarray) -> np.ndarray:
+        calls.append(len(frames))
+        if len(calls) == 3:
+            raise RuntimeError("the device went away")
+        return cartoonizer.cartoonize_frames(frames)
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(RuntimeError, match="went away"):
+        cartoonize_video(source, out / "cartoon.mp4", failing, batch_size=4)
+    assert len(calls) == 3 and list(out.iterdir()) == []
+    assert threading.active_count() == threads, [t.name for t in threading.enumerate()]  # the stages are gone too
 
 
 def tone_only(path: Path) -> Path:
