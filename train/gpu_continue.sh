@@ -7,6 +7,9 @@
 #       carry=["data/gpu", "weights/vgg16_conv4_3_fp16.safetensors"], timeout_s=...)
 # VARIANTS lists name=extra options on top of the recipe's ('+' stands for a space), e.g.
 #   VARIANTS="recipe= lines=--w-texture+4"
+# DISCRIMINATORS=weights/discriminators.safetensors starts the discriminators from the ones that trained INIT
+# (python -m train.gpu_pack --discriminators CHECKPOINT; carry it too) instead of fresh ones, which first undo part
+# of a trained G (README, "Tried after v3").
 # (an export under runs/ must be carried too.)
 # Tried on the CPU first:
 #   DEVICE=cpu PATCH=32 BATCH=2 MINUTES=0.2 OUT=runs/continue-rehearsal INIT=assets/model bash train/gpu_continue.sh
@@ -15,6 +18,8 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
 OUT=${OUT:-runs/gpu} RUNS=${RUNS:-runs/continue} DEVICE=${DEVICE:-cuda} PYTHON=${PYTHON:-python3}
 PATCH=${PATCH:-256} BATCH=${BATCH:-16} MINUTES=${MINUTES:-3} INIT=${INIT:?an export folder to continue}
 DATA=${DATA:-data/gpu} VGG=${VGG:-weights/vgg16_conv4_3_fp16.safetensors} VARIANTS=${VARIANTS:-"recipe="}
+DISCRIMINATORS=${DISCRIMINATORS:-}
+START_DS=${DISCRIMINATORS:+--init-discriminators $DISCRIMINATORS}
 RECIPE=$("$PYTHON" -c "from train.recipe import RECIPE_ADVERSARIAL; print(' '.join(RECIPE_ADVERSARIAL))")
 DEVICE_NAME=$("$PYTHON" -c "import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU')")
 mkdir -p "$OUT" "$RUNS"
@@ -28,10 +33,10 @@ continue_variant() {  # name, extra options
     --cartoons "$DATA/cartoons" --photo-faces "$DATA/photo_faces" --cartoon-faces "$DATA/cartoon_faces" \
     --vgg-weights "$VGG" --perceptual vgg16 --device "$DEVICE" --patch-size "$PATCH" --batch-size "$BATCH" \
     --steps 100000000 --max-minutes "$MINUTES" --run-dir "$run" --save-every 1000 --sample-every 1000 \
-    --no-tensorboard $RECIPE $extra 2>&1 | tr '\r' '\n' | grep -v -E "it/s|step/s|Warning" > "$run.log"
+    --no-tensorboard $RECIPE $START_DS $extra 2>&1 | tr '\r' '\n' | grep -v -E "it/s|step/s|Warning" > "$run.log"
   echo "$name: adversarial exit ${PIPESTATUS[0]}" >> "$LOG"
   "$PYTHON" -m train export "$run" -o "$run/export" --data-note "data/gpu: python -m train.gather, re-encoded JPEG q90" \
-    --notes "Continued from $INIT on $DEVICE_NAME for $MINUTES min with fresh discriminators: ${extra:-recipe weights}." \
+    --notes "Continued from $INIT on $DEVICE_NAME for $MINUTES min with ${DISCRIMINATORS:-fresh} discriminators: ${extra:-recipe weights}." \
     >> "$run.log" 2>&1
   echo "$name: export exit $?" >> "$LOG"
 }

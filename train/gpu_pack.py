@@ -1,10 +1,13 @@
 """``python -m train.gpu_pack``: what a lent GPU call carries, made small enough for its 64 MiB (../shared/gpu.md).
 
     python -m train.gpu_pack [--data data] [--out data/gpu] [--vgg weights/vgg16_features.safetensors]
+                             [--discriminators CHECKPOINT]
 
 Re-encodes the training folders (JPEG quality 90, short side at most 720 — what the trainer keeps anyway) into
 ``--out`` and writes the VGG16 features up to conv4_3 in fp16 next to the full weights (the perceptual loader
-keeps the layers below its cut and upcasts). Prints the sizes and the ``carry`` list for the device call.
+keeps the layers below its cut and upcasts); with ``--discriminators``, an adversarial checkpoint's two
+discriminators alone (``discriminators.safetensors`` beside the VGG, 2 MB: ``--init-discriminators`` there). Prints the sizes
+and the ``carry`` list for the device call.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from cartoon.image import find_images, load_image, scale_to_fit
+from train.checkpoints import save_discriminators
 from train.perceptual import VGG16_CONV4_3
 
 FOLDERS = ("photos", "cartoons", "photo_faces", "cartoon_faces", "held_out")
@@ -46,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("data"))
     parser.add_argument("--out", type=Path, default=Path("data/gpu"))
     parser.add_argument("--vgg", type=Path, default=Path("weights/vgg16_features.safetensors"))
+    parser.add_argument("--discriminators", type=Path, default=None,
+                        help="adversarial checkpoint (or run folder) whose discriminators travel too")
     args = parser.parse_args(argv)
     total, carry = 0, [str(args.out)]
     for name in FOLDERS:
@@ -61,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{cut}: {size / 2**20:.1f} MiB")
     else:
         print(f"{args.vgg} is missing: python -m train extract-vgg first, or carry your own perceptual weights")
+    if args.discriminators is not None:
+        target = args.vgg.with_name("discriminators.safetensors")
+        size = save_discriminators(args.discriminators, target)
+        total += size
+        carry.append(str(target))
+        print(f"{target} (from {args.discriminators}): {size / 2**20:.1f} MiB")
     print(f"in all {total / 2**20:.1f} MiB of the {CARRY_LIMIT / 2**20:.0f} MiB a call carries; carry={carry}")
     return 0 if total <= CARRY_LIMIT else 1
 

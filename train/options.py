@@ -38,6 +38,10 @@ def _add_training_options(parser: argparse.ArgumentParser, adversarial: bool) ->
     if adversarial:
         model.add_argument("--init", type=Path, default=None,
                            help="start G from this pretrain run or generator checkpoint folder (authors: pretrained G)")
+        model.add_argument("--init-discriminators", type=Path, default=None,
+                           help="not in the paper: start both discriminators from this adversarial checkpoint (or a file "
+                                "of python -m train.gpu_pack --discriminators), e.g. the ones that trained --init's G; "
+                                "fresh ones first undo part of a trained G (README, 'Tried after v3')")
         model.add_argument("--perceptual", default="auto", choices=["auto", "vgg19", "vgg16", "tiny"],
                            help="feature network for content/structure losses: VGG19 conv4_4 (paper) when its safetensors "
                                 "exist, else VGG16 conv4_3 (extracted), 'tiny' = small random net for tests")
@@ -193,6 +197,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                 parser.error(f"--diffaugment: {error}")
         if getattr(args, "structure_on", "auto") == "device" and (args.structure != "slic" or args.literal):
             parser.error("--structure-on device needs SLIC targets (--structure slic) and the fast step (no --literal)")
+        if getattr(args, "init_discriminators", None) is not None and not args.init_discriminators.exists():
+            parser.error(f"--init-discriminators: {args.init_discriminators} does not exist")
         if args.resume not in (None, "latest") and not Path(args.resume).is_dir():
             parser.error(f"--resume: {args.resume} is not a checkpoint folder (or use 'latest')")
     return args

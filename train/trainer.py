@@ -99,6 +99,10 @@ class Trainer:
         if self.adversarial:
             self.d_surface = PatchDiscriminator(in_channels=3).to(self.device)
             self.d_texture = PatchDiscriminator(in_channels=1).to(self.device)
+            if getattr(args, "init_discriminators", None) is not None:
+                checkpoints.load_discriminators(args.init_discriminators,
+                                                {"d_surface": self.d_surface, "d_texture": self.d_texture})
+                log.info("discriminators initialised from %s", args.init_discriminators)
             params = list(self.d_surface.parameters()) + list(self.d_texture.parameters())
             self.d_opt = torch.optim.Adam(params, lr=args.lr, betas=(args.beta1, args.beta2))
             self.perceptual = load_perceptual(args.perceptual, args.vgg_weights).to(self.device)

@@ -134,6 +134,31 @@ def test_export_loads_in_the_apps_loader(tiny_data, tmp_path):
     assert Cartoonizer.from_pretrained(str(out), device="cpu")(np.zeros((20, 30, 3), np.uint8)).shape == (20, 30, 3)
 
 
+def test_discriminators_travel_alone_and_start_a_new_run(tiny_data, tmp_path):
+    from train.trainer import Trainer
+
+    trained, pretrained = tmp_path / "adv", tmp_path / "pre"
+    assert main(tiny_args(tiny_data, trained, steps=2)) == 0
+    assert main(tiny_args(tiny_data, pretrained, "pretrain", steps=2)) == 0
+    packed = tmp_path / "discriminators.safetensors"
+    checkpoints.save_discriminators(trained, packed)
+    saved = load_file(str(checkpoints.resolve_checkpoint(trained) / "training.safetensors"))
+    kept = load_file(str(packed))
+    assert kept and all(key.startswith(("d_surface/", "d_texture/")) for key in kept)
+    assert packed.stat().st_size < 0.5 * (checkpoints.resolve_checkpoint(trained) / "training.safetensors").stat().st_size
+    for source in (packed, trained):  # the packed file, or the run's checkpoint itself
+        trainer = Trainer(parse(tiny_args(tiny_data, tmp_path / "next", steps=1, init_discriminators=source)))
+        for name in ("d_surface", "d_texture"):
+            state = getattr(trainer, name).state_dict()
+            assert all(torch.equal(state[key].cpu(), saved[f"{name}/{key}"]) for key in state)
+    fresh = Trainer(parse(tiny_args(tiny_data, tmp_path / "fresh", steps=1))).d_surface.state_dict()
+    assert not all(torch.equal(value.cpu(), saved[f"d_surface/{key}"]) for key, value in fresh.items())
+    with pytest.raises(ValueError, match="no d_surface or d_texture"):
+        checkpoints.save_discriminators(pretrained, tmp_path / "none.safetensors")
+    with pytest.raises(SystemExit):
+        parse(tiny_args(tiny_data, tmp_path / "x", init_discriminators=tmp_path / "missing.safetensors"))
+
+
 def test_dry_run_prints_resolved_options_with_defaults_marked(tiny_data, capsys):
     assert main([*tiny_args(tiny_data, Path("unused"), steps=7), "--dry-run", "--w-texture", "2"]) == 0
     out = capsys.readouterr().out
