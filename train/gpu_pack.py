@@ -1,9 +1,9 @@
 """``python -m train.gpu_pack``: what a lent GPU call carries, made small enough for its 64 MiB (../shared/gpu.md).
 
-    python -m train.gpu_pack [--data data] [--out data/gpu] [--vgg weights/vgg16_features.safetensors]
+    python -m train.gpu_pack [--data data] [--out data/gpu] [--quality 90] [--vgg weights/vgg16_features.safetensors]
                              [--discriminators CHECKPOINT]
 
-Re-encodes the training folders (JPEG quality 90, short side at most 720 — what the trainer keeps anyway) into
+Re-encodes the training folders (JPEG, quality 90 by default, short side at most 720 — what the trainer keeps anyway) into
 ``--out`` and writes the VGG16 features up to conv4_3 in fp16 next to the full weights (the perceptual loader
 keeps the layers below its cut and upcasts); with ``--discriminators``, an adversarial checkpoint's two
 discriminators alone (``discriminators.safetensors`` beside the VGG, 2 MB: ``--init-discriminators`` there). Prints the sizes
@@ -50,13 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("data"))
     parser.add_argument("--out", type=Path, default=Path("data/gpu"))
     parser.add_argument("--vgg", type=Path, default=Path("weights/vgg16_features.safetensors"))
+    parser.add_argument("--quality", type=int, default=90, help="JPEG quality of the packed images")
     parser.add_argument("--discriminators", type=Path, default=None,
                         help="adversarial checkpoint (or run folder) whose discriminators travel too")
     args = parser.parse_args(argv)
     total, carry = 0, [str(args.out)]
     for name in FOLDERS:
         if (args.data / name).is_dir():
-            size = pack_images(args.data / name, args.out / name)
+            size = pack_images(args.data / name, args.out / name, args.quality)
             total += size
             print(f"{name}: {len(list((args.out / name).glob('*.jpg')))} images, {size / 2**20:.1f} MiB")
     if args.vgg.is_file():
