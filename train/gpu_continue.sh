@@ -8,7 +8,7 @@
 # VARIANTS lists name=extra options on top of the recipe's ('+' stands for a space), e.g.
 #   VARIANTS="recipe= lines=--w-texture+4"
 # DISCRIMINATORS=weights/discriminators.safetensors starts the discriminators from the ones that trained INIT
-# (python -m train.gpu_pack --discriminators CHECKPOINT; carry it too) instead of fresh ones, which first undo part
+# (python -m train.gpu_pack --discriminators CHECKPOINT; carry it too) instead of fresh ones, which may first undo part
 # of a trained G (README, "Tried after v3").
 # (an export under runs/ must be carried too.)
 # Tried on the CPU first:

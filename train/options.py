@@ -41,7 +41,7 @@ def _add_training_options(parser: argparse.ArgumentParser, adversarial: bool) ->
         model.add_argument("--init-discriminators", type=Path, default=None,
                            help="not in the paper: start both discriminators from this adversarial checkpoint (or a file "
                                 "of python -m train.gpu_pack --discriminators), e.g. the ones that trained --init's G; "
-                                "fresh ones first undo part of a trained G (README, 'Tried after v3')")
+                                "fresh ones may first undo part of a trained G (README, 'Tried after v3')")
         model.add_argument("--perceptual", default="auto", choices=["auto", "vgg19", "vgg16", "tiny"],
                            help="feature network for content/structure losses: VGG19 conv4_4 (paper) when its safetensors "
                                 "exist, else VGG16 conv4_3 (extracted), 'tiny' = small random net for tests")
