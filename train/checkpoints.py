@@ -225,7 +225,11 @@ def save_discriminators(checkpoint: Path, target: Path) -> int:
 
 def load_discriminators(path: Path, modules: dict[str, torch.nn.Module]) -> None:
     """Load ``d_surface`` and ``d_texture`` of ``modules`` in place from :func:`discriminator_tensors`."""
-    tensors = discriminator_tensors(path)
+    _load_modules(modules, discriminator_tensors(path))
+
+
+def _load_modules(modules: dict[str, torch.nn.Module], tensors: dict[str, torch.Tensor]) -> None:
+    """Load each module in place from its ``<name>/<parameter>`` tensors (as :func:`save_training` writes them)."""
     for name, module in modules.items():
         prefix = f"{name}/"
         module.load_state_dict({key.removeprefix(prefix): value for key, value in tensors.items() if key.startswith(prefix)})
@@ -246,9 +250,7 @@ def restore_training(folder: Path, parts: TrainingParts) -> dict[str, Any]:
     parts.generator.load_state_dict(load_generator(folder / "generator").state_dict())
     for name, optimizer in parts.optimizers.items():
         restore_optimizer(optimizer, name, tensors, state[name])
-    for name, module in parts.modules.items():
-        prefix = f"{name}/"
-        module.load_state_dict({key.removeprefix(prefix): value for key, value in tensors.items() if key.startswith(prefix)})
+    _load_modules(parts.modules, tensors)
     torch.set_rng_state(tensors["rng/torch"])
     for name, generator in parts.generators.items():
         if f"rng/{name}" in tensors:  # checkpoints from before a generator existed keep its fresh seed
