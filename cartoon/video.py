@@ -40,6 +40,7 @@ DEFAULT_BATCH = 4
 FLOW_THREADS = max(1, min(4, (os.cpu_count() or 1) - 1))
 """Threads computing the stabiliser's optical flow ahead of the encoder (DIS releases the GIL)."""
 T = TypeVar("T")
+_END = object()
 
 
 class VideoError(ImageError):
@@ -303,7 +304,6 @@ def cartoonize_video(
                 photos: list[np.ndarray] = []
                 stamps: list[int | None] = []
                 last_grey: list[np.ndarray] = []  # the previous batch's last grey frame, for the next flow
-                clock = time.perf_counter()
 
                 def batch() -> _Frames:
                     frames = _Frames(np.stack(photos), list(stamps))
@@ -320,9 +320,7 @@ def cartoonize_video(
 
                 for packet in reader.demux(*([video_in] + ([audio_in] if audio_in is not None else []))):
                     if packet.stream is audio_in:
-                        busy["decode"] += time.perf_counter() - clock
                         yield packet
-                        clock = time.perf_counter()
                         continue
                     for frame in packet.decode():
                         if frame.pts is not None and first_pts is None:
@@ -334,14 +332,9 @@ def cartoonize_video(
                         photos.append(_frame_rgb(frame, width, height))
                         stamps.append(pts)
                         if len(photos) >= batch_size:
-                            item = batch()
-                            busy["decode"] += time.perf_counter() - clock
-                            yield item
-                            clock = time.perf_counter()
+                            yield batch()
                 if photos:
-                    item = batch()
-                    busy["decode"] += time.perf_counter() - clock
-                    yield item
+                    yield batch()
 
             def cartoonized(items: Iterator[_Frames | av.Packet]) -> Iterator[_Frames | av.Packet]:
                 for item in items:
@@ -352,7 +345,7 @@ def cartoonize_video(
                     yield item
 
             # Both stages are closed (their threads stopped and joined) before the containers they read close.
-            decoding = _in_background(decoded())
+            decoding = _in_background(_timed(decoded(), busy, "decode"))
             with closing(decoding), closing(_in_background(cartoonized(decoding))) as items:
                 for item in items:
                     clock = time.perf_counter()
@@ -393,6 +386,23 @@ def cartoonize_video(
         raise
     return VideoResult(target, done, width, height, time.perf_counter() - start, meter.result() if meter else None,
                        busy)
+
+
+def _timed(items: Iterator[T], busy: dict[str, float], stage: str) -> Iterator[T]:
+    """``items``, adding the time spent producing each one to ``busy[stage]`` (not the time its consumer holds it);
+    closing this iterator closes ``items``."""
+    try:
+        while True:
+            clock = time.perf_counter()
+            item = next(items, _END)
+            busy[stage] += time.perf_counter() - clock
+            if item is _END:
+                return
+            yield item
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 def _in_background(items: Iterator[T], depth: int = 2) -> Iterator[T]:
