@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A short lent-GPU call that continues one generator (an export, e.g. the shipped assets/model) with the recipe's
-# adversarial stage and fresh discriminators, one run per variant, all at once on the card (small networks leave a
-# GPU idle between kernels: two runs get about 60% of one's steps each), then exports each into $OUT
+# adversarial stage (fresh discriminators, or DISCRIMINATORS=), one run per variant, all at once on the card (small networks leave a
+# GPU idle between kernels: two runs get about 60% of one's steps each), then exports each and brings back every checkpoint's generator into $OUT
 # (../shared/gpu.md):
 #   run(command="INIT=assets/model MINUTES=8 bash train/gpu_continue.sh",
 #       carry=["data/gpu", "weights/vgg16_conv4_3_fp16.safetensors"], timeout_s=...)
@@ -18,7 +18,7 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
 OUT=${OUT:-runs/gpu} RUNS=${RUNS:-runs/continue} DEVICE=${DEVICE:-cuda} PYTHON=${PYTHON:-python3}
 PATCH=${PATCH:-256} BATCH=${BATCH:-16} MINUTES=${MINUTES:-3} INIT=${INIT:?an export folder to continue}
 DATA=${DATA:-data/gpu} VGG=${VGG:-weights/vgg16_conv4_3_fp16.safetensors} VARIANTS=${VARIANTS:-"recipe="}
-DISCRIMINATORS=${DISCRIMINATORS:-}
+DISCRIMINATORS=${DISCRIMINATORS:-} SAVE_EVERY=${SAVE_EVERY:-500}
 START_DS=${DISCRIMINATORS:+--init-discriminators $DISCRIMINATORS}
 RECIPE=$("$PYTHON" -c "from train.recipe import RECIPE_ADVERSARIAL; print(' '.join(RECIPE_ADVERSARIAL))")
 DEVICE_NAME=$("$PYTHON" -c "import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU')")
@@ -32,7 +32,8 @@ continue_variant() {  # name, extra options
   timeout $(( ${MINUTES%.*} * 60 + 90 )) "$PYTHON" -m train adversarial --init "$INIT" --photos "$DATA/photos" \
     --cartoons "$DATA/cartoons" --photo-faces "$DATA/photo_faces" --cartoon-faces "$DATA/cartoon_faces" \
     --vgg-weights "$VGG" --perceptual vgg16 --device "$DEVICE" --patch-size "$PATCH" --batch-size "$BATCH" \
-    --steps 100000000 --max-minutes "$MINUTES" --run-dir "$run" --save-every 1000 --sample-every 1000 \
+    --steps 100000000 --max-minutes "$MINUTES" --run-dir "$run" --save-every "$SAVE_EVERY" --keep-last 1000 \
+    --sample-every 1000 \
     --no-tensorboard $RECIPE $START_DS $extra 2>&1 | tr '\r' '\n' | grep -v -E "it/s|step/s|Warning" > "$run.log"
   echo "$name: adversarial exit ${PIPESTATUS[0]}" >> "$LOG"
   "$PYTHON" -m train export "$run" -o "$run/export" --data-note "data/gpu: python -m train.gather, re-encoded JPEG q90" \
@@ -49,17 +50,17 @@ done
 wait "${pids[@]}"
 
 # At most 8 files come back: the log, then per variant a tar (export, metrics, options, last samples, its log) and
-# its whole last checkpoint (G, both Ds, optimisers: ~25 MB) in 15 MB parts, to resume exactly or score its
-# discriminators at home:  cat NAME-checkpoint.tar.part-* | tar -x -C runs/NAME-ckpt
+# every checkpoint's generator in fp16 with the last discriminators (python -m train.gpu_harvest: ~3 MB per checkpoint,
+# the Fréchet distance swings along a run, so several are scored at home) in 15 MB parts:
+#   cat NAME-harvest.tar.part-* | tar -x -C runs/NAME-harvest
 for variant in $VARIANTS; do
   name=${variant%%=*} run="$RUNS/${variant%%=*}"
   cp "$run.log" "$run/continue.log"
   last_samples=$(ls "$run/samples/"*.png 2>/dev/null | tail -1)
   tar -cf "$OUT/$name.tar" -C "$run" export metrics.jsonl options.json continue.log \
     ${last_samples:+samples/$(basename "$last_samples")} 2>>"$LOG"
-  latest=$(ls -d "$run"/checkpoints/checkpoint-* 2>/dev/null | tail -1)
-  [ -n "$latest" ] && tar -cf - -C "$(dirname "$latest")" "$(basename "$latest")" \
-    | split -b 15M - "$OUT/$name-checkpoint.tar.part-"
+  "$PYTHON" -m train.gpu_harvest "$run" "$run/harvest" >> "$LOG" 2>&1 \
+    && tar -cf - -C "$run" harvest | split -b 15M - "$OUT/$name-harvest.tar.part-"
   tail -3 "$run.log" >> "$LOG"
 done
 cat "$LOG"; ls -la "$OUT"

@@ -159,6 +159,28 @@ def test_discriminators_travel_alone_and_start_a_new_run(tiny_data, tmp_path):
         parse(tiny_args(tiny_data, tmp_path / "x", init_discriminators=tmp_path / "missing.safetensors"))
 
 
+def test_harvest_brings_back_every_checkpoints_generator_in_half_the_bytes_and_the_last_discriminators(tiny_data, tmp_path):
+    from train.gpu_harvest import main as harvest_main
+
+    run, target = tmp_path / "adv", tmp_path / "harvest"
+    assert main(tiny_args(tiny_data, run, steps=4)) == 0
+    found = checkpoints.list_checkpoints(run)
+    assert harvest_main([str(run), str(target)]) == 0
+    assert sorted(p.name for p in target.iterdir()) == sorted([p.name for p in found] + ["discriminators.safetensors"])
+    photo = to_tensor(np.asarray(Image.open(next(iter(list_images(tiny_data / "photos")))).convert("RGB")))
+    for checkpoint in found:
+        full, half = checkpoint / "generator" / "model.safetensors", target / checkpoint.name / "model.safetensors"
+        assert half.stat().st_size < 0.6 * full.stat().st_size
+        exact, kept = load_generator(checkpoint / "generator"), load_generator(target / checkpoint.name)
+        assert all(value.dtype == torch.float32 for value in kept.state_dict().values())
+        with torch.no_grad():
+            assert (exact(photo) - kept(photo)).abs().max() < 2 / 255
+    packed, last = load_file(str(target / "discriminators.safetensors")), checkpoints.discriminator_tensors(found[-1])
+    assert packed.keys() == last.keys() and all(torch.equal(packed[key], last[key]) for key in last)
+    with pytest.raises(SystemExit, match="2"):
+        harvest_main([str(tmp_path / "empty"), str(tmp_path / "nothing")])
+
+
 def test_dry_run_prints_resolved_options_with_defaults_marked(tiny_data, capsys):
     assert main([*tiny_args(tiny_data, Path("unused"), steps=7), "--dry-run", "--w-texture", "2"]) == 0
     out = capsys.readouterr().out
