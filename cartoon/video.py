@@ -359,9 +359,9 @@ def cartoonize_video(
                             cartoon = stabilizer.blend(item.greys[index], cartoon, flow and flow.result())
                         if meter is not None:
                             meter.update(photo, cartoon)
-                        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(cartoon), format="rgb24")
+                        frame = yuv420_frame(cartoon)
                         frame.pts, frame.time_base = pts, video_out.codec_context.time_base
-                        for packet in video_out.encode(frame.reformat(format="yuv420p")):
+                        for packet in video_out.encode(frame):
                             writer.mux(packet)
                     done += len(item.stamps)
                     busy["encode"] += time.perf_counter() - clock
@@ -446,6 +446,17 @@ def _in_background(items: Iterator[T], depth: int = 2) -> Iterator[T]:
     finally:
         stop.set()
         thread.join()
+
+
+def yuv420_frame(rgb: np.ndarray):
+    """``(H, W, 3)`` uint8 RGB, H and W even -> a yuv420p ``av.VideoFrame`` for the H.264 encoder (BT.601, limited
+    range, as FFmpeg's own conversion), converted by OpenCV: 0.25 instead of 6-9 ms per 720p frame on this CPU, where
+    FFmpeg's conversion was most of the encoder stage. The luma is the same within a level; the chroma is the mean
+    of each 2x2 block where FFmpeg filters wider (decoded back to RGB: mean error 1.43 instead of 1.37 levels on a
+    720p photo, more only at sharp colour edges)."""
+    import av
+
+    return av.VideoFrame.from_ndarray(cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420), format="yuv420p")
 
 
 def _frame_rgb(frame, width: int, height: int) -> np.ndarray:

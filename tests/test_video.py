@@ -16,7 +16,7 @@ from gradio_client import Client, handle_file
 from cartoon.__main__ import main as cli
 from cartoon.checkpoint import BUNDLED_DIR
 from cartoon.inference import Cartoonizer
-from cartoon.video import FlickerMeter, Stabilizer, VideoError, cartoonize_video, output_size, probe
+from cartoon.video import FlickerMeter, Stabilizer, VideoError, cartoonize_video, output_size, probe, yuv420_frame
 from tests.app_server import running_app
 from tests.clips import add_tone
 from tests.conftest import make_tiny_generator
@@ -109,6 +109,19 @@ def test_odd_sizes_and_max_side_give_even_sizes(cartoonizer, tmp_path):
 def test_one_frame_is_a_clip(cartoonizer, tmp_path):
     source = make_clip(tmp_path / "one.mp4", frames=1, audio=False)
     assert cartoonize_video(source, tmp_path / "out.mp4", cartoonizer.cartoonize_frames).frames == 1
+
+
+def test_the_encoders_colour_conversion_matches_ffmpegs():
+    from skimage import data as samples
+
+    rgb = np.ascontiguousarray(samples.astronaut()[:510, :384])  # even sides, skin, sky and saturated edges
+    ours = yuv420_frame(rgb)
+    theirs = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    assert (ours.format.name, ours.width, ours.height) == ("yuv420p", 384, 510)
+    assert np.abs(ours.to_ndarray()[:510].astype(int) - theirs.to_ndarray()[:510]).max() <= 1  # the same luma
+    # The chroma is averaged over 2x2 pixels where FFmpeg filters wider: back in RGB, nearly as close to the image.
+    ours_error, their_error = (np.abs(frame.to_ndarray(format="rgb24").astype(int) - rgb).mean() for frame in (ours, theirs))
+    assert ours_error < 1.2 * their_error and ours_error < 3
 
 
 def test_the_stabiliser_calms_still_noisy_areas(tmp_path):
