@@ -3,9 +3,11 @@
     python benchmarks/generator_device.py [--device cuda] [--height 720 --width 1280] [--batches 1,8] [--json PATH]
 
 Variants: fp32, fp16 and bf16 autocast, channels_last, each at every batch size; on CUDA the network in fp16
-(no casts in the forward); with ``--graphs`` also both fp16 forwards captured once as CUDA graphs and replayed (no
-per-kernel launch cost); with ``--compile`` the fp16 network through ``torch.compile``. Times are medians of
-synchronised repeats after a warm-up. Not a test: issue 18 asks for <= 1.2 ms per 720p frame in batches on a GPU.
+(no casts in the forward); with ``--stage`` the video pipeline's whole generator stage
+(``Cartoonizer.cartoonize_frames``: uint8 frames up, pad, generator, guided post-filter, uint8 down) and its parts;
+with ``--graphs`` also both fp16 forwards captured once as CUDA graphs and replayed (no per-kernel launch cost); with
+``--compile`` the fp16 network through ``torch.compile``. Graphs and compilation come last in each batch (a failed
+capture can leave the device unusable). Times are medians of synchronised repeats after a warm-up. Not a test: issue 18 asks for <= 1.2 ms per 720p frame in batches on a GPU.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ import torch  # noqa: E402
 
 from benchmarks.timing import add_json_option, machine, measure, write_json  # noqa: E402
 from cartoon.checkpoint import load_generator  # noqa: E402
+from cartoon.image import to_tensor, to_uint8  # noqa: E402
+from cartoon.inference import POST_FILTER_EPS, POST_FILTER_RADIUS, Cartoonizer, pad_to_multiple  # noqa: E402
+from cartoon.representations.surface import guided_filter  # noqa: E402
 from cartoon.models import UNetGenerator  # noqa: E402
 
 
@@ -31,7 +36,9 @@ def graphed(net: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None):
     static = x.clone()
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
-    autocast = dict(device_type="cuda", dtype=dtype or torch.float32, enabled=dtype is not None)
+    # No autocast weight cache: its casts made in the capture are freed when autocast exits, and replaying the graph
+    # then read freed memory (an illegal-address error on an H200, 2026-11-26).
+    autocast = dict(device_type="cuda", dtype=dtype or torch.float32, enabled=dtype is not None, cache_enabled=False)
     with torch.cuda.stream(stream), torch.inference_mode(), torch.autocast(**autocast):
         for _ in range(3):
             net(static)
@@ -42,6 +49,21 @@ def graphed(net: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None):
     return graph.replay
 
 
+def stage_variants(model: torch.nn.Module, x: torch.Tensor, device: torch.device) -> dict[str, object]:
+    """The generator stage of the video pipeline on ``x``'s frames as uint8, whole and in its parts (upload and
+    conversion, post-filter, conversion and download; the generator's own row is above)."""
+    cartoonizer = Cartoonizer(model, device, max_side=None)
+    frames = to_uint8(x)
+    padded, _ = pad_to_multiple(x)
+    out = padded.clone()
+    return {
+        f"stage: cartoonize_frames ({cartoonizer.precision}, uint8 in and out)": lambda: cartoonizer.cartoonize_frames(frames),
+        "stage part: upload + to_tensor": lambda: to_tensor(frames, device=device),
+        "stage part: guided post-filter (fp32)": lambda: guided_filter(padded, out, POST_FILTER_RADIUS, POST_FILTER_EPS),
+        "stage part: to_uint8 + download": lambda: to_uint8(out),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -50,6 +72,8 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--stage", action="store_true",
+                        help="also the video's generator stage (uint8 in and out, at the device's default precision) and its parts")
     parser.add_argument("--graphs", action="store_true", help="also replay a captured CUDA graph (CUDA only)")
     parser.add_argument("--compile", action="store_true",
                         help="also the fp16 network through torch.compile (reduce-overhead: fused elementwise kernels "
@@ -82,6 +106,8 @@ def main() -> None:
                 with torch.inference_mode():
                     half(x_half)
             variants["fp16 weights, channels_last"] = run_half
+        if args.stage:
+            variants.update(stage_variants(model, x, device))
         if args.graphs and device.type == "cuda":
             variants["fp16, channels_last, CUDA graph"] = graphed(model, x, torch.float16)
             variants["fp16 weights, channels_last, CUDA graph"] = graphed(half, x_half, None)
