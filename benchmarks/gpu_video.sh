@@ -18,7 +18,7 @@ fi
 "$PYTHON" -c "import av, torch; print('av', av.__version__, 'torch', torch.__version__, 'cuda', torch.cuda.is_available())" \
   > "$LOG" 2>&1
 timeout 120 "$PYTHON" benchmarks/generator_device.py --device "$DEVICE" --height "$HEIGHT" --width "$WIDTH" \
-  --batches 1,8 --graphs --json "$OUT/generator_device.json" >> "$LOG" 2>&1
+  --batches 1,8 --stage --graphs --json "$OUT/generator_device.json" >> "$LOG" 2>&1
 echo "generator exit $?" >> "$LOG"
 for height in "$VIDEO_HEIGHT" 480; do
   timeout 120 "$PYTHON" benchmarks/video.py --device "$DEVICE" --height "$height" --seconds "$CLIP_SECONDS" --batch "$BATCH" \

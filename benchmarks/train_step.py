@@ -43,11 +43,16 @@ VARIANTS = {
     "fast, bf16, host superpixels inline": ["adversarial", "--bf16", "on", "--structure-on", "host",
                                             "--superpixel-workers", "0"],
     "fast, bf16, structure on the device (torch SLIC)": ["adversarial", "--bf16", "on", "--structure-on", "device"],
+    "fast, bf16, structure on the device, cuDNN autotuned": ["adversarial", "--bf16", "on", "--structure-on", "device",
+                                                            "+cudnn-benchmark"],
     "fast, bf16, structure on the device, torch.compile (G, Ds, VGG)": ["adversarial", "--bf16", "on", "--structure-on",
                                                                         "device", "+compile"],
 }
 COMPILE = "+compile"
 """Not a trainer option: the benchmark wraps the trainer's networks in ``torch.compile`` (issue 14 asks to try it)."""
+CUDNN_BENCHMARK = "+cudnn-benchmark"
+"""Not a trainer option: ``torch.backends.cudnn.benchmark`` on for the variant (each convolution shape timed once,
+the fastest algorithm kept; a run's shapes are fixed by its patch and batch)."""
 
 
 def make_data(root: Path) -> None:
@@ -61,8 +66,9 @@ def make_data(root: Path) -> None:
 def time_variant(root: Path, weights: Path, extra: list[str], args: argparse.Namespace) -> tuple[Timing, float | None]:
     """Seconds per step (each timed on its own after the warm-up) and the share spent waiting for structure."""
     command, *flags = extra
-    compiled = COMPILE in flags
-    flags = [flag for flag in flags if flag != COMPILE]
+    compiled, autotuned = COMPILE in flags, CUDNN_BENCHMARK in flags
+    flags = [flag for flag in flags if flag not in (COMPILE, CUDNN_BENCHMARK)]
+    torch.backends.cudnn.benchmark = autotuned
     options = [command, "--photos", str(root / "photos"), "--patch-size", str(args.patch), "--batch-size",
                str(args.batch), "--run-dir", str(root / "run"), "--no-tensorboard", "--device", args.device, *flags]
     if command == "adversarial":
