@@ -142,6 +142,7 @@ def test_stabiliser_and_meter_on_known_frames():
     first, second = np.full_like(still, 50), np.full_like(still, 150)
     assert np.array_equal(stabilizer(still, first), first)  # nothing to blend with yet
     assert np.abs(stabilizer(still, second).astype(int) - 100).max() <= 1  # halfway, where nothing moved
+    assert np.array_equal(stabilizer(still + 100, first), first)  # the input changed past the tolerance: kept as is
     meter = FlickerMeter()
     meter.update(still, first)
     meter.update(still + 1, first + 4)  # input moves by 1, output by 4
