@@ -54,7 +54,7 @@ def stage_variants(model: torch.nn.Module, x: torch.Tensor, device: torch.device
     conversion, post-filter, conversion and download; the generator's own row is above)."""
     cartoonizer = Cartoonizer(model, device, max_side=None)
     frames = to_uint8(x)
-    padded, _ = pad_to_multiple(x)
+    padded, _ = pad_to_multiple(to_tensor(frames, device=device))  # NCHW, as the stage has it
     out = padded.clone()
     return {
         f"stage: cartoonize_frames ({cartoonizer.precision}, uint8 in and out)": lambda: cartoonizer.cartoonize_frames(frames),
