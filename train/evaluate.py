@@ -173,29 +173,46 @@ def run(args: argparse.Namespace) -> int:
     net = vgg16_pool_features(args.vgg_weights)
     held_out = list_images(args.held_out)
     cartoon_paths, photo_paths = list_images(args.cartoons), list_images(args.photos)
-    cartoon_feats = embed(net, random_crops(cartoon_paths, max(1, args.reference_crops // len(cartoon_paths)), args.side, seed=1))
-    photo_feats = embed(net, random_crops(photo_paths, max(1, args.reference_crops // len(photo_paths)), args.side, seed=2))
-
-    rng = np.random.default_rng(0)
     photos = [scale_to_fit(load_image(p), short_side=args.side) for p in held_out]
-    positions = [crop_positions(img.shape[:2], args.crops, rng) for img in photos]
+    seeds = range(max(1, args.seeds))
+    # Draw k: the held-out crops from seed 3k, the cartoon and photo references from 3k+1 and 3k+2 (draw 0 is what
+    # a single-draw evaluation has always used).
+    references = [(embed(net, random_crops(cartoon_paths, max(1, args.reference_crops // len(cartoon_paths)), args.side,
+                                           seed=3 * k + 1)),
+                   embed(net, random_crops(photo_paths, max(1, args.reference_crops // len(photo_paths)), args.side,
+                                           seed=3 * k + 2)))
+                  for k in seeds]
+    positions = []
+    for k in seeds:
+        rng = np.random.default_rng(3 * k)
+        positions.append([crop_positions(img.shape[:2], args.crops, rng) for img in photos])
     results, outputs = {}, {}
     for name, method in methods.items():
         outs = [method(img) for img in photos]
         outputs[name] = outs
-        feats = embed(net, np.concatenate([take(out, pos) for out, pos in zip(outs, positions)]))
+        distances = {"fd_to_cartoons": [], "fd_to_photos": []}
+        for (cartoon_feats, photo_feats), draw in zip(references, positions):
+            feats = embed(net, np.concatenate([take(out, pos) for out, pos in zip(outs, draw)]))
+            distances["fd_to_cartoons"].append(frechet_distance(feats, cartoon_feats))
+            distances["fd_to_photos"].append(frechet_distance(feats, photo_feats))
         stats = [diagnostics(img, out) for img, out in zip(photos, outs)]
-        results[name] = {"fd_to_cartoons": frechet_distance(feats, cartoon_feats),
-                         "fd_to_photos": frechet_distance(feats, photo_feats),
-                         **{key: float(np.mean([s[key] for s in stats])) for key in stats[0]}}
+        results[name] = {key: float(np.mean(values)) for key, values in distances.items()}
+        if len(seeds) > 1:
+            results[name].update({f"{key}_sd": float(np.std(values, ddof=1)) for key, values in distances.items()})
+        results[name].update({key: float(np.mean([s[key] for s in stats])) for key in stats[0]})
     (args.out / "quality.json").write_text(json.dumps(results, indent=2) + "\n")
+    cartoon_feats, photo_feats = references[0]
+    spread = f"; distances: mean ± SD over {len(seeds)} draws of the crops" if len(seeds) > 1 else ""
     print(f"held-out photos: {len(photos)} x {args.crops} crops of {CROP}px at short side {args.side}; "
-          f"reference: {len(cartoon_feats)} cartoon crops, {len(photo_feats)} photo crops; features: {net.name}")
+          f"reference: {len(cartoon_feats)} cartoon crops, {len(photo_feats)} photo crops; features: {net.name}{spread}")
     print("| method | FD to cartoons (lower: more cartoon) | FD to photos (lower: more content) | flat fraction | colours | "
           "SSIM to input | colour noise (1: the photo's) |")
     print("|---|---|---|---|---|---|---|")
+    def distance(r: dict[str, float], key: str) -> str:
+        return f"{r[key]:.1f}" + (f" ± {r[key + '_sd']:.0f}" if key + "_sd" in r else "")
+
     for name, r in results.items():
-        print(f"| {name} | {r['fd_to_cartoons']:.1f} | {r['fd_to_photos']:.1f} | {r['flat_fraction']:.3f} | "
+        print(f"| {name} | {distance(r, 'fd_to_cartoons')} | {distance(r, 'fd_to_photos')} | {r['flat_fraction']:.3f} | "
               f"{r['colours_5bit']:.0f} | {r['ssim_to_photo']:.3f} | {r['colour_noise']:.2f} |")
     columns = ["photo (input)", "cv2.stylization", *ours] + (["pretrain only"] if args.pretrain else [])
     comparison_sheet([[outputs[c][i] for c in columns] for i in range(len(photos))], columns, args.out / "comparison.png")

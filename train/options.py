@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--side", type=int, default=512, help="short side the held-out photos are processed at")
     evaluate.add_argument("--crops", type=int, default=128, help="random crops per held-out photo")
     evaluate.add_argument("--reference-crops", type=int, default=768, help="crops of the cartoon set and of the photo set")
+    evaluate.add_argument("--seeds", type=int, default=1,
+                          help="draw the crops this many times (seed 0 first) and give the distances' mean and spread: "
+                               "the spread says how far apart two rows must be to differ")
     evaluate.add_argument("--out", type=Path, default=Path("runs/evaluation"))
 
     effects = commands.add_parser("weight-effects", help="what a loss-conditional model's weights do (table, grid)",

@@ -354,8 +354,9 @@ def test_evaluate_ranks_several_models_against_the_same_references(tiny_data, tm
     out = tmp_path / "eval"
     assert main(["evaluate", "--model", *models, "--held-out", str(folders["held_out"]), "--photos",
                  str(folders["photos"]), "--cartoons", str(folders["cartoons"]), "--vgg-weights", str(weights),
-                 "--side", "160", "--crops", "4", "--reference-crops", "8", "--out", str(out)]) == 0
+                 "--side", "160", "--crops", "4", "--reference-crops", "8", "--seeds", "2", "--out", str(out)]) == 0
     rows = json.loads((out / "quality.json").read_text())
+    assert all(row["fd_to_cartoons_sd"] > 0 and row["fd_to_photos_sd"] > 0 for row in rows.values())  # two draws differ
     assert {"ours: first", "ours: second", "photo (input)", "bilateral x3"} <= set(rows)
     assert rows["ours: first"]["fd_to_cartoons"] != rows["ours: second"]["fd_to_cartoons"]  # each row is its model
     assert rows["photo (input)"]["colour_noise"] == pytest.approx(1.0)
