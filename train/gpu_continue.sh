@@ -34,7 +34,7 @@ continue_variant() {  # name, extra options
     --vgg-weights "$VGG" --perceptual vgg16 --device "$DEVICE" --patch-size "$PATCH" --batch-size "$BATCH" \
     --steps 100000000 --max-minutes "$MINUTES" --run-dir "$run" --save-every "$SAVE_EVERY" --keep-last 1000 \
     --sample-every 1000 \
-    --no-tensorboard $RECIPE $START_DS $extra 2>&1 | tr '\r' '\n' | grep -v -E "it/s|step/s|Warning" > "$run.log"
+    --no-tensorboard $RECIPE $START_DS $extra 2>&1 | tr '\r' '\n' | grep -v -E "it/s|step/s|s/step|Warning" > "$run.log"
   echo "$name: adversarial exit ${PIPESTATUS[0]}" >> "$LOG"
   "$PYTHON" -m train export "$run" -o "$run/export" --data-note "data/gpu: python -m train.gather, re-encoded JPEG q90" \
     --notes "Continued from $INIT on $DEVICE_NAME for $MINUTES min with ${DISCRIMINATORS:-fresh} discriminators: ${extra:-recipe weights}." \
