@@ -21,7 +21,7 @@ from tqdm import tqdm
 from cartoon.checkpoint import CheckpointError
 from cartoon.image import ImageError, find_images, load_image, scale_to_fit
 from cartoon.video import VIDEO_SUFFIXES, cartoonize_video
-from cartoon.inference import DEFAULT_MAX_SIDE, Cartoonizer
+from cartoon.inference import DEFAULT_MAX_SIDE, Cartoonizer, parse_weights
 from cartoon.representations import StructureParams, structure, surface, texture
 
 
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"Model: {cartoonizer.describe()}", file=sys.stderr)
     try:
-        weights = None if args.weights is None else tuple(float(w) for w in args.weights.split(","))
+        weights = None if args.weights is None else parse_weights(args.weights)
         cartoonizer.condition(weights)  # checks them against the model before any file is touched
     except ValueError as error:
         print(f"error: --weights {args.weights}: {error}", file=sys.stderr)

@@ -44,6 +44,27 @@ def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> tuple[torc
     return x, (height, width)
 
 
+WEIGHT_RANGE = (1 / 16, 16.0)
+"""Representation weights a conditioned model accepts, as multiples of the recipe's (it was trained on [1/4, 4])."""
+
+
+def parse_weights(text: str) -> tuple[float, float, float]:
+    """``"S,ST,T"`` -> the representation weights ``(surface, structure, texture)`` as multiples of the recipe's
+    (the CLI's and the evaluation's ``--weights``); :meth:`Cartoonizer.condition` checks their range.
+
+    Raises:
+        ValueError: not three comma-separated numbers.
+    """
+    parts = text.split(",")
+    try:
+        values = tuple(float(part) for part in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise ValueError(f"expected three comma-separated numbers S,ST,T, got {text!r}")
+    return values
+
+
 class Cartoonizer:
     """A generator plus the pre- and post-processing around it.
 
@@ -117,7 +138,8 @@ class Cartoonizer:
         if weights is None:
             return None
         values = [float(w) for w in weights]
-        if len(values) != 3 or not all(np.isfinite(v) and 1 / 16 <= v <= 16 for v in values):
+        low, high = WEIGHT_RANGE
+        if len(values) != 3 or not all(np.isfinite(v) and low <= v <= high for v in values):
             raise ValueError(f"representation weights must be three numbers in [1/16, 16], got {weights!r}")
         if not self.conditioned:
             if any(abs(v - 1) > 1e-9 for v in values):

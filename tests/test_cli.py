@@ -74,3 +74,5 @@ def test_weights_steer_a_conditioned_model_and_are_refused_by_a_plain_one(tiny_c
     assert np.abs(outputs["default"].astype(int) - outputs["steered"].astype(int)).mean() > 0.5
     assert main([str(photo), "-o", str(tmp_path / "plain"), "--model", str(tiny_checkpoint), "--weights", "2,1,1"]) == 2
     assert "fixed weights" in capsys.readouterr().err and not (tmp_path / "plain").exists()
+    assert main([str(photo), "-o", str(tmp_path / "bad"), "--model", str(tiny_checkpoint), "--weights", "2,1"]) == 2
+    assert "three comma-separated numbers" in capsys.readouterr().err and not (tmp_path / "bad").exists()

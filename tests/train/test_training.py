@@ -351,16 +351,27 @@ def test_evaluate_ranks_several_models_against_the_same_references(tiny_data, tm
         assert main(tiny_args(tiny_data, run, "pretrain", steps=2, seed=seed)) == 0
         assert main(["export", str(run), "-o", str(run / "export")]) == 0
         models.append(str(run / "export"))
+    from cartoon.checkpoint import save_generator
+    from cartoon.models import UNetGenerator
+
+    torch.manual_seed(1)
+    steerable = UNetGenerator(channels=4, num_blocks=1, condition_dim=3)
+    torch.nn.init.normal_(steerable.conditioning.mlp[-1].weight, std=0.5)
+    save_generator(steerable, tmp_path / "steerable")
     out = tmp_path / "eval"
-    assert main(["evaluate", "--model", *models, "--held-out", str(folders["held_out"]), "--photos",
-                 str(folders["photos"]), "--cartoons", str(folders["cartoons"]), "--vgg-weights", str(weights),
-                 "--side", "160", "--crops", "4", "--reference-crops", "8", "--seeds", "2", "--out", str(out)]) == 0
+    assert main(["evaluate", "--model", *models, str(tmp_path / "steerable"), "--held-out", str(folders["held_out"]),
+                 "--photos", str(folders["photos"]), "--cartoons", str(folders["cartoons"]), "--vgg-weights",
+                 str(weights), "--side", "160", "--crops", "4", "--reference-crops", "8", "--seeds", "2",
+                 "--weights", "1,1,1", "1,4,0.5", "--out", str(out)]) == 0
     rows = json.loads((out / "quality.json").read_text())
+    # The conditioned model gets one row per setting, the others one row each; the settings give different cartoons.
+    assert {"ours: steerable @ 1,1,1", "ours: steerable @ 1,4,0.5"} <= set(rows) and "ours: steerable" not in rows
+    assert rows["ours: steerable @ 1,1,1"]["fd_to_cartoons"] != rows["ours: steerable @ 1,4,0.5"]["fd_to_cartoons"]
     assert all(row["fd_to_cartoons_sd"] > 0 and row["fd_to_photos_sd"] > 0 for row in rows.values())  # two draws differ
     assert {"ours: first", "ours: second", "photo (input)", "bilateral x3"} <= set(rows)
     assert rows["ours: first"]["fd_to_cartoons"] != rows["ours: second"]["fd_to_cartoons"]  # each row is its model
     assert rows["photo (input)"]["colour_noise"] == pytest.approx(1.0)
-    assert Image.open(out / "comparison.png").width == 360 * 4  # photo, cv2, and the two models
+    assert Image.open(out / "comparison.png").width == 360 * 6  # photo, cv2, the two models, the two settings
 
 
 def test_structure_smoothing_trains_on_both_step_paths_and_changes_the_structure_loss(tiny_data, tmp_path):
