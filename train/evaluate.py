@@ -154,6 +154,11 @@ def comparison_sheet(rows: list[list[np.ndarray]], labels: list[str], out: Path,
     sheet.save(out)
 
 
+def _distance(row: dict[str, float], key: str) -> str:
+    """A table cell: the distance, with its spread over the draws of the crops when there were several."""
+    return f"{row[key]:.1f}" + (f" ± {row[key + '_sd']:.0f}" if key + "_sd" in row else "")
+
+
 def run(args: argparse.Namespace) -> int:
     """``python -m train evaluate`` (options in :mod:`train.options`): the quality table and the comparison sheet."""
     args.vgg_weights = args.vgg_weights or DEFAULT_WEIGHTS["vgg16"]
@@ -165,14 +170,13 @@ def run(args: argparse.Namespace) -> int:
     ours = ["ours"] if len(models) == 1 else [f"ours: {model_label(path)}" for path in models]
     if len(set(ours)) < len(ours):  # two runs with the same folder name: number them rather than lose one
         ours = [f"{name} ({index})" for index, name in enumerate(ours, 1)]
-    settings = args.weights or []
+    settings, ours_rows = args.weights or [], []
     for name, path in zip(ours, models):
         cartoonizer = load_cartoonizer(path)
-        if not (settings and cartoonizer.conditioned):
-            methods[name] = cartoonizer
-            continue
-        for weights in settings:
-            methods[f"{name} @ {','.join(f'{w:g}' for w in weights)}"] = partial(cartoonizer, weights=weights)
+        steered = {f"{name} @ {','.join(f'{w:g}' for w in weights)}": partial(cartoonizer, weights=weights)
+                   for weights in settings} if cartoonizer.conditioned else {}
+        methods.update(steered or {name: cartoonizer})
+        ours_rows += list(steered or [name])
     if args.pretrain is not None:
         methods["pretrain only"] = load_cartoonizer(args.pretrain)
     methods.update({"cv2.stylization": stylization, "bilateral x3": bilateral, "white-box mix": white_box_mix})
@@ -215,13 +219,9 @@ def run(args: argparse.Namespace) -> int:
     print("| method | FD to cartoons (lower: more cartoon) | FD to photos (lower: more content) | flat fraction | colours | "
           "SSIM to input | colour noise (1: the photo's) |")
     print("|---|---|---|---|---|---|---|")
-    def distance(r: dict[str, float], key: str) -> str:
-        return f"{r[key]:.1f}" + (f" ± {r[key + '_sd']:.0f}" if key + "_sd" in r else "")
-
     for name, r in results.items():
-        print(f"| {name} | {distance(r, 'fd_to_cartoons')} | {distance(r, 'fd_to_photos')} | {r['flat_fraction']:.3f} | "
+        print(f"| {name} | {_distance(r, 'fd_to_cartoons')} | {_distance(r, 'fd_to_photos')} | {r['flat_fraction']:.3f} | "
               f"{r['colours_5bit']:.0f} | {r['ssim_to_photo']:.3f} | {r['colour_noise']:.2f} |")
-    ours_rows = [name for name in methods if name == "ours" or name.startswith("ours:") or name.startswith("ours @")]
     columns = ["photo (input)", "cv2.stylization", *ours_rows] + (["pretrain only"] if args.pretrain else [])
     comparison_sheet([[outputs[c][i] for c in columns] for i in range(len(photos))], columns, args.out / "comparison.png")
     print(f"sheet: {args.out / 'comparison.png'}")
