@@ -36,8 +36,7 @@ def graphed(net: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None):
     static = x.clone()
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
-    # No autocast weight cache: its casts made in the capture are freed when autocast exits, and replaying the graph
-    # then read freed memory (an illegal-address error on an H200, 2026-11-26).
+    # No autocast weight cache: its casts are dropped when autocast exits; made inside the capture they must stay.
     autocast = dict(device_type="cuda", dtype=dtype or torch.float32, enabled=dtype is not None, cache_enabled=False)
     with torch.cuda.stream(stream), torch.inference_mode(), torch.autocast(**autocast):
         for _ in range(3):
@@ -45,8 +44,15 @@ def graphed(net: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None):
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph), torch.inference_mode(), torch.autocast(**autocast):
-        net(static)
-    return graph.replay
+        out = net(static)
+
+    def replay() -> None:
+        graph.replay()
+    # The graph reads `static` and writes `out` at fixed addresses: both must live as long as it. Returning
+    # graph.replay alone let the input's memory be freed and reused; whether that caused the illegal-address errors
+    # on the H200 (2026-11-26) is not known yet.
+    replay.buffers = (static, out)
+    return replay
 
 
 def stage_variants(model: torch.nn.Module, x: torch.Tensor, device: torch.device) -> dict[str, object]:
