@@ -43,6 +43,8 @@ VARIANTS = {
     "fast, bf16, host superpixels inline": ["adversarial", "--bf16", "on", "--structure-on", "host",
                                             "--superpixel-workers", "0"],
     "fast, bf16, structure on the device (torch SLIC)": ["adversarial", "--bf16", "on", "--structure-on", "device"],
+    "fast, fp32 (TF32 convolutions on CUDA: no autocast casts), structure on the device": [
+        "adversarial", "--bf16", "off", "--structure-on", "device"],
     "fast, bf16, structure on the device, cuDNN autotuned": ["adversarial", "--bf16", "on", "--structure-on", "device",
                                                             "+cudnn-benchmark"],
     "fast, bf16, structure on the device, torch.compile (G, Ds, VGG)": ["adversarial", "--bf16", "on", "--structure-on",
