@@ -48,21 +48,33 @@ WEIGHT_RANGE = (1 / 16, 16.0)
 """Representation weights a conditioned model accepts, as multiples of the recipe's (it was trained on [1/4, 4])."""
 
 
-def parse_weights(text: str) -> tuple[float, float, float]:
-    """``"S,ST,T"`` -> the representation weights ``(surface, structure, texture)`` as multiples of the recipe's
-    (the CLI's and the evaluation's ``--weights``); :meth:`Cartoonizer.condition` checks their range.
+def check_weights(weights: tuple[float, ...] | list[float]) -> tuple[float, float, float]:
+    """Representation weights ``(surface, structure, texture)`` as three floats in :data:`WEIGHT_RANGE`.
 
     Raises:
-        ValueError: not three comma-separated numbers.
+        ValueError: not three numbers, or one outside [1/16, 16].
     """
-    parts = text.split(",")
+    values = tuple(float(w) for w in weights)
+    low, high = WEIGHT_RANGE
+    if len(values) != 3 or not all(np.isfinite(v) and low <= v <= high for v in values):
+        raise ValueError(f"representation weights must be three numbers in [1/16, 16], got {weights!r}")
+    return values
+
+
+def parse_weights(text: str) -> tuple[float, float, float]:
+    """``"S,ST,T"`` -> the representation weights ``(surface, structure, texture)`` as multiples of the recipe's
+    (the CLI's and the evaluation's ``--weights``), checked by :func:`check_weights`.
+
+    Raises:
+        ValueError: not three comma-separated numbers, or one out of range.
+    """
     try:
-        values = tuple(float(part) for part in parts)
+        values = tuple(float(part) for part in text.split(","))
     except ValueError:
         values = ()
     if len(values) != 3:
         raise ValueError(f"expected three comma-separated numbers S,ST,T, got {text!r}")
-    return values
+    return check_weights(values)
 
 
 class Cartoonizer:
@@ -137,10 +149,7 @@ class Cartoonizer:
         """
         if weights is None:
             return None
-        values = [float(w) for w in weights]
-        low, high = WEIGHT_RANGE
-        if len(values) != 3 or not all(np.isfinite(v) and low <= v <= high for v in values):
-            raise ValueError(f"representation weights must be three numbers in [1/16, 16], got {weights!r}")
+        values = check_weights(weights)
         if not self.conditioned:
             if any(abs(v - 1) > 1e-9 for v in values):
                 raise ValueError("this model was trained with fixed weights: only 1, 1, 1 is possible")
