@@ -112,8 +112,8 @@ def main() -> None:
                 with torch.inference_mode():
                     half(x_half)
             variants["fp16 weights, channels_last"] = run_half
-        if device.type == "cuda":  # cuDNN times each convolution shape once and keeps the fastest algorithm
-            def run_autotuned() -> None:
+
+            def run_autotuned() -> None:  # cuDNN times each convolution shape once and keeps the fastest algorithm
                 torch.backends.cudnn.benchmark = True
                 try:
                     with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16):
