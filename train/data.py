@@ -133,8 +133,12 @@ class TrainingData:
             folder.to(device)
         return True
 
+    def is_face_step(self, step: int) -> bool:
+        """Whether step ``step`` draws from the face folders (every ``face_every``-th, when there are any)."""
+        return self.photo_faces is not None and step % self.face_every == 0
+
     def batch(self, step: int, size: int, patch: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        faces = self.photo_faces is not None and step % self.face_every == 0
+        faces = self.is_face_step(step)
         photos = self.photo_faces if faces else self.photos
         cartoons = (self.cartoon_faces or self.cartoons) if faces else self.cartoons
         out = {"photo": photos.sample(size, patch, generator)}

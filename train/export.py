@@ -31,7 +31,7 @@ trained from scratch with this project's `train` package. Load it with
 | batch / patch | {batch_size} x {patch_size}² |
 | loss weights | surface {w_surface}, texture {w_texture}, structure {w_structure}, content {w_content}, tv {w_tv}; colour {w_colour}, chroma {w_chroma} (not in the paper; 0 = off) |
 | perceptual network | {perceptual} |
-| structure target | {structure} superpixels, {segments} regions{smoothing} |
+| structure target | {structure} superpixels, {segments} regions{smoothing}{face_factor} |
 | conditioning | {conditioning} |
 | optimiser | Adam, lr {lr}, betas ({beta1}, {beta2}) |
 
@@ -91,10 +91,13 @@ def model_card(state: dict, parameters: int, config: dict, data_note: str, notes
     guide = "the photo" if options.get("structure_smoothing_guide") == "photo" else "G's output"
     smoothing = (f"; smoothed by a guided filter (r=5, eps {smoothing:g}) guided by {guide} (not in the paper)"
                  if smoothing else "")
+    face_factor = options.get("face_structure_factor", 1.0)
+    face_factor = (f"; on face steps (1 in {options.get('face_every', 5)}) its weight x {face_factor:g} (not in the paper)"
+                   if face_factor != 1.0 else "")
     metric_lines = "\n".join(f"- {name}: {value:.6g}" for name, value in sorted(metrics.items())) or "- (none logged)"
     return CARD_TEMPLATE.format(
         parameters=parameters, step=state["step"], command=state["command"], hours=state.get("elapsed_s", 0) / 3600,
-        metrics=metric_lines, lineage=lineage(state), conditioning=conditioning, smoothing=smoothing, notes=notes or "None.", data_note=data_note or "Not recorded.", **config,
+        metrics=metric_lines, lineage=lineage(state), conditioning=conditioning, smoothing=smoothing, face_factor=face_factor, notes=notes or "None.", data_note=data_note or "Not recorded.", **config,
         **{k: options.get(k, "-") for k in ("batch_size", "patch_size", "w_surface", "w_texture", "w_structure",
                                             "w_content", "w_tv", "w_colour", "w_chroma", "perceptual", "structure", "segments", "lr", "beta1",
                                             "beta2")},

@@ -79,6 +79,10 @@ def _add_training_options(parser: argparse.ArgumentParser, adversarial: bool) ->
         weights.add_argument("--w-colour", type=float, default=0.0,
                              help="not in the paper (0 = off): squared error between 8x8 average-pooled G(x) and x, which keeps the "
                                   "photo's low-frequency colours when the cartoon set's palette differs from the photos'")
+        weights.add_argument("--face-structure-factor", type=float, default=1.0,
+                             help="not in the paper (1 = off): the structure weight is multiplied by this on face "
+                                  "steps (--face-every). Superpixels of a face patch merge eyes and mouth into the "
+                                  "skin, so a bold --w-structure flattens faces; below 1 it keeps their features")
         weights.add_argument("--w-chroma", type=float, default=0.0,
                              help="not in the paper (0 = off): L1 total variation of G(x)'s chroma (G(x) minus its "
                                   "channel mean). The texture D sees grey and the surface D a self-guided blur, so both "
@@ -203,6 +207,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                 parser.error(f"--condition-range must be above 1, got {args.condition_range}")
             if args.d_warmup < 0:
                 parser.error(f"--d-warmup must be >= 0, got {args.d_warmup}")
+            if not args.face_structure_factor >= 0.0:
+                parser.error(f"--face-structure-factor must be >= 0 (1 = off), got {args.face_structure_factor}")
             if not 0.0 <= args.structure_smoothing <= 10.0:
                 parser.error(f"--structure-smoothing must be in [0, 10] (0 = off), got {args.structure_smoothing}")
             from train.augment import parse_policy

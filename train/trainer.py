@@ -121,6 +121,7 @@ class Trainer:
         self.condition_rng = torch.Generator().manual_seed(args.seed * 1000 + 11)
         self._condition: torch.Tensor | None = None
         self._factors: dict[str, float] = {}
+        self._face_step = False
         if self.channels_last:
             for module in self._modules():
                 module.to(memory_format=torch.channels_last)
@@ -182,9 +183,11 @@ class Trainer:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     # ---------------------------------------------------------------------------------------------- steps
-    def step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def step(self, batch: dict[str, torch.Tensor], faces: bool = False) -> dict[str, torch.Tensor]:
         """One iteration on ``{"photo": (B,3,H,W)[, "cartoon": ...]}`` in [-1, 1]; returns the named losses as
-        detached 0-d tensors on the device (reading them is the caller's choice: it waits for the device)."""
+        detached 0-d tensors on the device (reading them is the caller's choice: it waits for the device).
+        ``faces``: the batch comes from the face folders (``--face-structure-factor`` applies)."""
+        self._face_step = faces
         photo = self._prepare(batch["photo"])
         self._draw_condition(photo.shape[0])
         if not self.adversarial:
@@ -305,6 +308,8 @@ class Trainer:
         w = {**self.weights}
         for name, factor in self._factors.items():  # loss-conditional training scales the three representations
             w[name] *= factor
+        if self._face_step:
+            w["structure"] *= getattr(self.args, "face_structure_factor", 1.0)
         g_total = (w["tv"] * losses["tv"] + w["surface"] * losses["g_surface"] + w["texture"] * losses["g_texture"]
                    + w["content"] * losses["content"] + w["structure"] * losses["structure"]
                    + w["colour"] * losses["colour"] + w["chroma"] * losses.get("chroma", 0.0))
@@ -426,7 +431,7 @@ class Trainer:
         try:
             while self.step_index < args.steps:
                 batch = data.batch(self.step_index, args.batch_size, args.patch_size, self.data_rng)
-                losses = self.step(batch)
+                losses = self.step(batch, faces=data.is_face_step(self.step_index))
                 self.step_index += 1
                 bar.update(1)
                 for name, value in losses.items():

@@ -17,7 +17,7 @@ from cartoon.image import to_tensor
 from cartoon.inference import Cartoonizer
 from train import checkpoints
 from train.__main__ import main
-from train.data import list_images
+from train.data import list_images, load_training_data
 from train.options import parse
 from tests.train.conftest import ROOT, run_module, tiny_args
 
@@ -402,6 +402,25 @@ def test_chroma_weight_adds_its_loss_to_g_on_both_step_paths_and_the_card_says_s
     assert first["chroma"]["g_total"] - first["plain"]["g_total"] == pytest.approx(3 * chroma, rel=0.02)
     assert main(["export", str(tmp_path / "chroma"), "-o", str(tmp_path / "export")]) == 0
     assert "chroma 3.0" in (tmp_path / "export" / "README.md").read_text()
+
+
+def test_face_structure_factor_scales_the_structure_weight_on_face_steps_only(tiny_data, tmp_path):
+    faces = {"photo_faces": tiny_data / "photos", "face_every": 2, "w_structure": 200}
+    for run, extra in (("plain", faces), ("factor", {**faces, "face_structure_factor": 0.25})):
+        assert main(tiny_args(tiny_data, tmp_path / run, steps=1, **extra)) == 0
+    first = {run: json.loads((tmp_path / run / "metrics.jsonl").read_text().splitlines()[0]) for run in ("plain", "factor")}
+    # Step 0 is a face step; same seed and batch, so G's totals differ by (1 - 0.25) x 200 x the structure loss.
+    structure = first["plain"]["structure"]
+    assert structure > 0 and first["factor"]["structure"] == pytest.approx(structure)
+    assert first["plain"]["g_total"] - first["factor"]["g_total"] == pytest.approx(0.75 * 200 * structure, rel=0.02)
+    assert main(["export", str(tmp_path / "factor"), "-o", str(tmp_path / "export")]) == 0
+    assert "on face steps (1 in 2) its weight x 0.25" in (tmp_path / "export" / "README.md").read_text()
+    data = load_training_data(parse(tiny_args(tiny_data, tmp_path / "x", **faces)))
+    assert [data.is_face_step(step) for step in range(5)] == [True, False, True, False, True]
+    without = load_training_data(parse(tiny_args(tiny_data, tmp_path / "x")))
+    assert not any(without.is_face_step(step) for step in range(5))  # no face folders: never
+    with pytest.raises(SystemExit):
+        parse(["adversarial", "--photos", "p", "--cartoons", "c", "--face-structure-factor", "-1"])
 
 
 def test_discriminator_warmup_keeps_the_generator_frozen_then_trains_it(tiny_data, tmp_path):
