@@ -2,6 +2,7 @@
 
     python benchmarks/train_step.py [--device cpu|cuda] [--patch 128] [--batch 8] [--steps 8] [--warmup 2]
                                     [--vgg-weights weights/vgg16_features.safetensors] [--json PATH]
+                                    [--profile N] [--sync-check N] [--only TEXT,...]
 
 Prints steps/s per variant and the share of each step spent waiting for its structure targets (the host
 pool: blocked on the workers; the device path: its kernels, timed with the device synchronised around them,
@@ -99,6 +100,8 @@ def time_variant(root: Path, weights: Path, extra: list[str], args: argparse.Nam
         trainer.verify_finite()
         if args.profile:
             profile_steps(trainer, data, args)
+        if args.sync_check:
+            sync_report(trainer, data, args)
         del losses
         if hasattr(trainer, "superpixels"):
             waited = trainer.superpixels.waited_s
@@ -129,6 +132,32 @@ def profile_steps(trainer: Trainer, data, args: argparse.Namespace) -> None:
     print(events.table(sort_by="self_cpu_time_total", row_limit=15))
 
 
+def sync_report(trainer: Trainer, data, args: argparse.Namespace) -> None:
+    """``--sync-check N`` (CUDA): N more steps with torch's sync debug mode on; prints how many times a step made the
+    host wait for the device, and where (the step should not: issue 14), e.g. a blocking host-to-device copy."""
+    if trainer.device.type != "cuda":
+        print("# --sync-check: CUDA only (on the CPU nothing waits for a device)")
+        return
+    import warnings
+    from collections import Counter
+
+    timed = getattr(trainer, "superpixels", None)
+    if isinstance(timed, DeviceStructure):
+        timed.synchronize = False  # the benchmark's own timing syncs are not the step's
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            for index in range(args.sync_check):
+                trainer.step(data.batch(index, args.batch, args.patch, trainer.data_rng))
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    places = Counter(f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchroniz" in str(w.message))
+    print(f"# host waits for the device per step: {sum(places.values()) / args.sync_check:.1f}"
+          + "".join(f"\n#   {place}: {count / args.sync_check:.1f}" for place, count in places.most_common()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -137,6 +166,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--profile", type=int, default=0, help="profile this many more steps of each variant")
+    parser.add_argument("--sync-check", type=int, default=0,
+                        help="CUDA: this many more steps with torch's sync debug mode on; prints where the step waits")
     parser.add_argument("--only", default=None, help="comma-separated texts: run only the variants whose name contains one of them")
     parser.add_argument("--vgg-weights", type=Path, default=Path("weights/vgg16_features.safetensors"))
     add_json_option(parser)

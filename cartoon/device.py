@@ -29,3 +29,14 @@ def cpu_supports_bf16() -> bool:
     except OSError:
         return False
     return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+@functools.cache
+def device_constant(values: tuple, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``torch.tensor(values)`` on ``device``, made once per (values, device, dtype) and reused.
+
+    Building a small constant on a GPU inside a step (``torch.tensor(..., device="cuda")`` or ``.to("cuda")`` of a
+    host tensor) is a blocking copy: the host waits for the device's queue to drain, every time. Callers must not
+    modify the returned tensor in place. ``values`` may be nested tuples (a matrix).
+    """
+    return torch.tensor(values, dtype=dtype, device=device)

@@ -18,6 +18,8 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file
 
+from cartoon.device import device_constant
+
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 VGG16_CONV4_3 = 22  # torchvision vgg16().features[:22] ends with conv4_3, before its ReLU
 VGG19_CONV4_4 = 26  # torchvision vgg19().features[:26] ends with conv4_4, before its ReLU
@@ -39,7 +41,7 @@ class CaffeFeatures(nn.Module):
         return super().train(False)  # always frozen
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(CAFFE_MEAN_BGR, device=x.device).view(1, 3, 1, 1)
+        mean = device_constant(CAFFE_MEAN_BGR, x.device).view(1, 3, 1, 1)  # cached: no blocking copy per call
         bgr = (x.float().flip(1) + 1.0) * 127.5 - mean
         weight = next(self.features.parameters(), None)
         # Frozen weights kept in bf16 by the trainer are not re-cast on every call (autocast would).

@@ -26,6 +26,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from cartoon.device import device_constant
 from cartoon.image import check_tensor_image, quantize
 from cartoon.representations.structure import MEAN_BELOW, MEDIAN_FROM, StructureParams
 
@@ -33,10 +34,10 @@ SLIC_ITERATIONS = 10
 SMOOTHING_PASSES = 1
 
 # sRGB (D65) -> XYZ, and the D65 white point: the constants of scikit-image's rgb2lab.
-_RGB_TO_XYZ = torch.tensor([[0.412453, 0.357580, 0.180423],
-                            [0.212671, 0.715160, 0.072169],
-                            [0.019334, 0.119193, 0.950227]], dtype=torch.float64)
-_WHITE_D65 = torch.tensor([0.95047, 1.0, 1.08883], dtype=torch.float64)
+_RGB_TO_XYZ = ((0.412453, 0.357580, 0.180423),
+               (0.212671, 0.715160, 0.072169),
+               (0.019334, 0.119193, 0.950227))
+_WHITE_D65 = (0.95047, 1.0, 1.08883)
 
 
 def to_uint8_values(x: torch.Tensor) -> torch.Tensor:
@@ -48,8 +49,8 @@ def rgb_to_lab(values: torch.Tensor) -> torch.Tensor:
     """``(B, 3, H, W)`` RGB integers 0..255 -> CIE Lab (D65), float32, as scikit-image's ``rgb2lab``."""
     rgb = values.float() / 255.0
     linear = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
-    matrix = _RGB_TO_XYZ.to(device=rgb.device, dtype=rgb.dtype)
-    xyz = torch.einsum("ij,bjhw->bihw", matrix, linear) / _WHITE_D65.to(rgb.device, rgb.dtype).view(1, 3, 1, 1)
+    matrix = device_constant(_RGB_TO_XYZ, rgb.device, rgb.dtype)  # cached: no blocking copy per call
+    xyz = torch.einsum("ij,bjhw->bihw", matrix, linear) / device_constant(_WHITE_D65, rgb.device, rgb.dtype).view(1, 3, 1, 1)
     f = torch.where(xyz > 0.008856, xyz.clamp_min(1e-12) ** (1 / 3), 7.787 * xyz + 16 / 116)
     return torch.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], dim=1)
 
@@ -132,8 +133,8 @@ def slic_labels(
     count = grid_h * grid_w
 
     # The 3x3 block of grid cells around each pixel's cell: its candidate centres (-1 where off the grid).
-    dy = torch.tensor([-1, -1, -1, 0, 0, 0, 1, 1, 1], device=device)
-    dx = torch.tensor([-1, 0, 1, -1, 0, 1, -1, 0, 1], device=device)
+    offsets = torch.arange(9, device=device)  # made on the device: a host list would be a blocking copy
+    dy, dx = offsets // 3 - 1, offsets % 3 - 1
     cy, cx = (cell // grid_w)[None, :] + dy[:, None], (cell % grid_w)[None, :] + dx[:, None]
     valid = (cy >= 0) & (cy < grid_h) & (cx >= 0) & (cx < grid_w)
     candidates = torch.where(valid, cy * grid_w + cx, torch.zeros_like(cy))  # (9, N)

@@ -89,3 +89,14 @@ def test_majority_filter_removes_specks_and_keeps_regions():
     speckled[0, 2, 2] = 7  # a one-pixel island
     assert torch.equal(majority_filter(speckled), labels)
     assert torch.equal(majority_filter(labels), labels)
+
+
+def test_device_constants_are_made_once_per_device_and_dtype():
+    from cartoon.device import device_constant
+
+    matrix = ((1.0, 2.0), (3.0, 4.5))
+    first = device_constant(matrix, torch.device("cpu"), torch.float32)
+    assert first is device_constant(matrix, torch.device("cpu"), torch.float32)  # no new copy per call
+    assert torch.equal(first, torch.tensor(matrix))
+    as_double = device_constant(matrix, torch.device("cpu"), torch.float64)
+    assert as_double.dtype == torch.float64 and as_double is not first
