@@ -117,11 +117,18 @@ def colour_noise(photo: np.ndarray, out: np.ndarray) -> float:
     return energy(out) / max(energy(photo), 1e-9)
 
 
+def colour_cast(photo: np.ndarray, out: np.ndarray) -> float:
+    """The largest shift of a channel's mean level from the photo's, in levels (0..255): the issue's "no colour
+    cast over 4 levels" (a brightness change counts too). Both uint8 ``(H, W, 3)`` of one size."""
+    shift = out.reshape(-1, 3).astype(np.float64).mean(axis=0) - photo.reshape(-1, 3).astype(np.float64).mean(axis=0)
+    return float(np.abs(shift).max())
+
+
 def diagnostics(photo: np.ndarray, out: np.ndarray) -> dict[str, float]:
     colours = len(np.unique((out // 8).reshape(-1, 3), axis=0))
     ssim = structural_similarity(photo, out, channel_axis=2, data_range=255)
     return {"flat_fraction": flat_fraction(out), "colours_5bit": float(colours), "ssim_to_photo": float(ssim),
-            "colour_noise": colour_noise(photo, out)}
+            "colour_noise": colour_noise(photo, out), "colour_cast": colour_cast(photo, out)}
 
 
 def load_cartoonizer(path: Path) -> Cartoonizer:
@@ -211,17 +218,18 @@ def run(args: argparse.Namespace) -> int:
         if len(seeds) > 1:
             results[name].update({f"{key}_sd": float(np.std(values, ddof=1)) for key, values in distances.items()})
         results[name].update({key: float(np.mean([s[key] for s in stats])) for key in stats[0]})
+        results[name]["colour_cast"] = max(s["colour_cast"] for s in stats)  # the worst photo, not the mean
     (args.out / "quality.json").write_text(json.dumps(results, indent=2) + "\n")
     cartoon_feats, photo_feats = references[0]
     spread = f"; distances: mean ± SD over {len(seeds)} draws of the crops" if len(seeds) > 1 else ""
     print(f"held-out photos: {len(photos)} x {args.crops} crops of {CROP}px at short side {args.side}; "
           f"reference: {len(cartoon_feats)} cartoon crops, {len(photo_feats)} photo crops; features: {net.name}{spread}")
     print("| method | FD to cartoons (lower: more cartoon) | FD to photos (lower: more content) | flat fraction | colours | "
-          "SSIM to input | colour noise (1: the photo's) |")
-    print("|---|---|---|---|---|---|---|")
+          "SSIM to input | colour noise (1: the photo's) | worst colour cast (levels) |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {_distance(r, 'fd_to_cartoons')} | {_distance(r, 'fd_to_photos')} | {r['flat_fraction']:.3f} | "
-              f"{r['colours_5bit']:.0f} | {r['ssim_to_photo']:.3f} | {r['colour_noise']:.2f} |")
+              f"{r['colours_5bit']:.0f} | {r['ssim_to_photo']:.3f} | {r['colour_noise']:.2f} | {r['colour_cast']:.1f} |")
     columns = ["photo (input)", "cv2.stylization", *ours_rows] + (["pretrain only"] if args.pretrain else [])
     comparison_sheet([[outputs[c][i] for c in columns] for i in range(len(photos))], columns, args.out / "comparison.png")
     print(f"sheet: {args.out / 'comparison.png'}")

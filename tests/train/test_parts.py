@@ -6,7 +6,7 @@ from safetensors.torch import save_file
 
 from train import checkpoints
 from train.data import ImageFolder, split_held_out
-from train.evaluate import colour_noise
+from train.evaluate import colour_cast, colour_noise
 from train.losses import chroma_variation, colour_loss, discriminator_loss, feature_l1, lsgan_loss, total_variation
 from train.perceptual import CAFFE_MEAN_BGR, VGG16_CONV4_3, load_perceptual
 
@@ -65,6 +65,15 @@ def test_colour_noise_flags_chroma_hatching_but_not_grey_detail():
     assert colour_noise(photo, photo) == pytest.approx(1.0)
     assert colour_noise(photo, np.clip(photo + hatch, 0, 255).astype(np.uint8)) > 10
     assert colour_noise(photo, np.clip(photo + grey_detail, 0, 255).astype(np.uint8)) < 1.5
+
+
+def test_colour_cast_is_the_largest_channel_mean_shift():
+    rng = np.random.default_rng(1)
+    photo = rng.integers(40, 200, (24, 24, 3), dtype=np.uint8)
+    warmer = photo.astype(np.int16) + np.array([6, 2, -3])
+    assert colour_cast(photo, photo) == 0.0
+    assert colour_cast(photo, warmer.astype(np.uint8)) == pytest.approx(6.0)
+    assert colour_cast(photo, photo[::-1, ::-1]) == pytest.approx(0.0)  # moving pixels around is no cast
 
 
 def test_vgg16_loader_uses_caffe_convention(tmp_path):

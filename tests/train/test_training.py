@@ -371,6 +371,7 @@ def test_evaluate_ranks_several_models_against_the_same_references(tiny_data, tm
     assert {"ours: first", "ours: second", "photo (input)", "bilateral x3"} <= set(rows)
     assert rows["ours: first"]["fd_to_cartoons"] != rows["ours: second"]["fd_to_cartoons"]  # each row is its model
     assert rows["photo (input)"]["colour_noise"] == pytest.approx(1.0)
+    assert rows["photo (input)"]["colour_cast"] == 0.0 and rows["bilateral x3"]["colour_cast"] >= 0.0
     assert Image.open(out / "comparison.png").width == 360 * 6  # photo, cv2, the two models, the two settings
 
 
