@@ -31,8 +31,8 @@ RECIPE_ADVERSARIAL = ["--structure", "slic", "--segments", "200", "--w-structure
                       "--diffaugment", "translation,cutout"]
 """The settings of v3's last stage at the recipe's 256² patches (v3 used SLIC 50 on 128² patches: regions as large
 in pixels). v4, shipped since, continued it at 128² with --w-structure 1200 --w-texture 4 and, on face steps
-(--face-every 3), --face-structure-factor 0.1667: README, "The shipped model". README, "The shipped model": at structure weight 300 a GPU run of 5.7
-minutes stayed close to the photo; without --w-chroma every continuation grew colour noise; the smoothing
+(--face-every 3), --face-structure-factor 0.1667. README, "The shipped model": at structure weight 300 a GPU run
+of 5.7 minutes stayed close to the photo; without --w-chroma every continuation grew colour noise; the smoothing
 (guided by the photo) removes v2's facets. --adversarial-args adds to them."""
 
 
