@@ -57,7 +57,7 @@ def check_weights(weights: tuple[float, ...] | list[float]) -> tuple[float, floa
     values = tuple(float(w) for w in weights)
     low, high = WEIGHT_RANGE
     if len(values) != 3 or not all(np.isfinite(v) and low <= v <= high for v in values):
-        raise ValueError(f"representation weights must be three numbers in [1/16, 16], got {weights!r}")
+        raise ValueError(f"representation weights must be three numbers in [1/{1 / low:g}, {high:g}], got {weights!r}")
     return values
 
 

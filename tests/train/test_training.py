@@ -302,6 +302,19 @@ def test_loss_conditional_training_exports_a_model_the_weights_steer(tiny_data, 
         cartoonizer.condition((100, 1, 1))
 
 
+def test_surface_measures_tell_outlines_from_fine_texture():
+    """The plain surface measure counts outlines; the smooth-area one counts only grain (what "smoother" means)."""
+    from train.weight_effects import surface_fine_texture, surface_high_frequency
+
+    flat = np.full((96, 96, 3), 128, np.uint8)
+    outlined = flat.copy()
+    outlined[:, 48:] = 20  # one sharp, dark edge
+    grain = np.clip(flat + np.random.default_rng(0).normal(0, 6, flat.shape), 0, 255).astype(np.uint8)
+    assert surface_high_frequency(outlined) > surface_high_frequency(flat)
+    assert surface_fine_texture(outlined) < 0.5  # the edge is not fine texture
+    assert surface_fine_texture(grain) > surface_fine_texture(flat) + 0.01
+
+
 def test_weight_effects_table_and_grid_for_a_conditioned_model(tmp_path, capsys):
     from cartoon.checkpoint import save_generator
     from cartoon.models import UNetGenerator
@@ -316,12 +329,13 @@ def test_weight_effects_table_and_grid_for_a_conditioned_model(tmp_path, capsys)
     assert main(["weight-effects", "--model", str(tmp_path / "model"), "--held-out", str(photos), "--side", "64",
                  "--device", "cpu", "--out", str(tmp_path / "out")]) == 0
     effects = json.loads((tmp_path / "out" / "effects.json").read_text())
-    assert set(effects) == {"surface", "structure", "texture"} and len(effects["texture"]["values"]) == 5
+    assert set(effects) == {"surface", "surface (smooth areas)", "structure", "texture"}
+    assert len(effects["texture"]["values"]) == 5 and effects["surface (smooth areas)"]["weight"] == "surface"
     assert len(set(effects["structure"]["values"].values())) > 1  # the weights change the cartoons measured
     grid = np.asarray(Image.open(tmp_path / "out" / "grid.png"))
     assert grid.shape[0] > 3 * 64 and grid.shape[1] > 3 * 64
     curves = np.asarray(Image.open(tmp_path / "out" / "curves.png"))
-    assert curves.shape[1] == 3 * 300 and (np.abs(curves.astype(int) - [200, 60, 30]).sum(-1) == 0).sum() > 100  # drawn
+    assert curves.shape[1] == 4 * 300 and (np.abs(curves.astype(int) - [200, 60, 30]).sum(-1) == 0).sum() > 100  # drawn
 
     save_generator(UNetGenerator(channels=4, num_blocks=1), tmp_path / "plain")
     assert main(["weight-effects", "--model", str(tmp_path / "plain"), "--held-out", str(photos)]) == 2
