@@ -86,7 +86,10 @@ def model_card(state: dict, parameters: int, config: dict, data_note: str, notes
     if config.get("condition_dim"):
         spread = options.get("condition_range", "?")
         conditioning = (f"loss-conditional (FiLM on the logs of the surface, structure and texture weight factors, drawn "
-                        f"log-uniformly in [1/{spread}, {spread}] x the weights above); the app's weight sliders steer it")
+                        f"log-uniformly in [1/{spread}, {spread}] x the weights above)"
+                        + ("; the surface factor also scales tv and chroma (not in the paper)"
+                           if options.get("condition_smoothness") else "")
+                        + "; the app's weight sliders steer it")
     smoothing = options.get("structure_smoothing") or 0.0
     guide = "the photo" if options.get("structure_smoothing_guide") == "photo" else "G's output"
     smoothing = (f"; smoothed by a guided filter (r=5, eps {smoothing:g}) guided by {guide} (not in the paper)"

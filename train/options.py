@@ -68,6 +68,10 @@ def _add_training_options(parser: argparse.ArgumentParser, adversarial: bool) ->
                                 "mix; the app's weight sliders then steer the cartoon")
         model.add_argument("--condition-range", type=float, default=4.0,
                            help="factors are drawn log-uniformly in [1/r, r] around the recipe's weights")
+        model.add_argument("--condition-smoothness", action="store_true",
+                           help="not in the paper: with --conditional, the surface factor also scales the TV and chroma "
+                                "weights (the smoothness priors), so that more surface weight asks for smoother areas too; "
+                                "the surface loss alone grows grain and darker outlines (README)")
         model.add_argument("--diffaugment", default="color,translation,cutout",
                            help="differentiable augmentation of every discriminator input, real and generated "
                                 "(Zhao et al. 2020; not in the paper): a comma-separated list of color, translation, "
@@ -205,6 +209,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         if args.command == "adversarial":
             if not args.condition_range > 1:
                 parser.error(f"--condition-range must be above 1, got {args.condition_range}")
+            if args.condition_smoothness and not args.conditional:
+                parser.error("--condition-smoothness needs --conditional")
             if args.d_warmup < 0:
                 parser.error(f"--d-warmup must be >= 0, got {args.d_warmup}")
             if not args.face_structure_factor >= 0.0:

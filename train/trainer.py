@@ -311,6 +311,9 @@ class Trainer:
         w = {**self.weights}
         for name, factor in self._factors.items():  # loss-conditional training scales the three representations
             w[name] *= factor
+        if self._factors and getattr(self.args, "condition_smoothness", False):  # and, asked, the smoothness priors
+            w["tv"] *= self._factors["surface"]
+            w["chroma"] *= self._factors["surface"]
         if self._face_step:
             w["structure"] *= getattr(self.args, "face_structure_factor", 1.0)
         g_total = (w["tv"] * losses["tv"] + w["surface"] * losses["g_surface"] + w["texture"] * losses["g_texture"]

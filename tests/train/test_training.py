@@ -302,6 +302,26 @@ def test_loss_conditional_training_exports_a_model_the_weights_steer(tiny_data, 
         cartoonizer.condition((100, 1, 1))
 
 
+def test_condition_smoothness_scales_tv_and_chroma_with_the_surface_factor(tiny_data, tmp_path):
+    """``--condition-smoothness``: G's total weights TV and chroma by the step's surface factor too."""
+    from train.trainer import Trainer
+
+    losses = {"g_surface": torch.tensor(0.3), "g_texture": torch.tensor(0.2), "content": torch.tensor(0.01),
+              "tv": torch.tensor(1e-4), "colour": torch.tensor(0.02), "chroma": torch.tensor(0.05),
+              "structure": torch.tensor(0.001)}
+    totals = {}
+    for run, extra in (("plain", {}), ("smooth", {"condition_smoothness": True})):
+        trainer = Trainer(parse(tiny_args(tiny_data, tmp_path / run, steps=1, conditional=True, w_chroma=3, **extra)))
+        trainer._factors = {"surface": 2.5, "structure": 1.0, "texture": 1.0}
+        weighted = {name: value.clone().requires_grad_() for name, value in losses.items()}
+        totals[run] = float(trainer._generator_update(weighted)["g_total"].detach())
+    w_tv = trainer.weights["tv"]
+    extra_smoothing = (2.5 - 1) * (w_tv * 1e-4 + 3 * 0.05)
+    assert totals["smooth"] - totals["plain"] == pytest.approx(extra_smoothing, rel=1e-4)
+    with pytest.raises(SystemExit):
+        parse(["adversarial", "--photos", "p", "--cartoons", "c", "--condition-smoothness"])  # needs --conditional
+
+
 def test_surface_measures_tell_outlines_from_fine_texture():
     """The plain surface measure counts outlines; the smooth-area one counts only grain (what "smoother" means)."""
     from train.weight_effects import surface_fine_texture, surface_high_frequency
