@@ -44,10 +44,15 @@ def texture_energy(cartoon: np.ndarray) -> float:
     return float((np.diff(grey, axis=0)[:, :-1] ** 2 + np.diff(grey, axis=1)[:-1, :] ** 2).mean())
 
 
+def surface_laplacian(cartoon: np.ndarray) -> np.ndarray:
+    """3x3 Laplacian (grey levels, float32 HxW) of the grey surface representation: what both surface measures read."""
+    grey = surface(cartoon).mean(axis=2).astype(np.float32)
+    return cv2.Laplacian(grey, cv2.CV_32F, ksize=1)
+
+
 def surface_high_frequency(cartoon: np.ndarray) -> float:
     """Mean squared 3x3 Laplacian of the surface representation (grey levels)."""
-    grey = surface(cartoon).mean(axis=2).astype(np.float32)
-    return float((cv2.Laplacian(grey, cv2.CV_32F, ksize=1) ** 2).mean())
+    return float((surface_laplacian(cartoon) ** 2).mean())
 
 
 FINE_TEXTURE_LEVELS = 8.0
@@ -56,8 +61,7 @@ FINE_TEXTURE_LEVELS = 8.0
 def surface_fine_texture(cartoon: np.ndarray) -> float:
     """Mean squared 3x3 Laplacian of the surface representation over its smooth areas: the pixels whose
     Laplacian stays under :data:`FINE_TEXTURE_LEVELS` grey levels (brush strokes, grain, hatching; not outlines)."""
-    grey = surface(cartoon).mean(axis=2).astype(np.float32)
-    laplacian = cv2.Laplacian(grey, cv2.CV_32F, ksize=1)
+    laplacian = surface_laplacian(cartoon)
     smooth = laplacian[np.abs(laplacian) < FINE_TEXTURE_LEVELS]
     return float((smooth**2).mean()) if smooth.size else 0.0
 
