@@ -68,7 +68,8 @@ def trainer_for(checkpoint: Path, photos: Path | None):
     if saved.get("command") != "adversarial":
         raise SystemExit(f"{checkpoint} is a {saved.get('command')} checkpoint: the report needs the adversarial losses")
     args = parse(["adversarial", "--photos", str(photos or saved["photos"]), "--cartoons", str(saved["cartoons"])])
-    keep = {"photos", "cartoons", "run_dir", "resume", "init", "device", "bf16", "superpixel_workers", "threads"}
+    keep = {"photos", "cartoons", "run_dir", "resume", "init", "init_discriminators", "device", "bf16", "superpixel_workers",
+            "threads"}  # the initial weights are replaced by the checkpoint's own
     for key, value in {**SAVED_BEFORE, **saved}.items():
         if key not in keep and hasattr(args, key):
             setattr(args, key, Path(value) if key == "vgg_weights" and value else value)
