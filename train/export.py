@@ -29,7 +29,7 @@ trained from scratch with this project's `train` package. Load it with
 | training | {command} to step {step:,}; {hours:.2f} h of training time |
 | started from | {lineage} |
 | batch / patch | {batch_size} x {patch_size}² |
-| loss weights | surface {w_surface}, texture {w_texture}, structure {w_structure}, content {w_content}, tv {w_tv}; colour {w_colour}, chroma {w_chroma} (not in the paper; 0 = off) |
+| loss weights | surface {w_surface}, texture {w_texture}, structure {w_structure}, content {w_content}, tv {w_tv}; colour {w_colour}, chroma {w_chroma}, surface prior {w_surface_prior} (not in the paper; 0 = off) |
 | perceptual network | {perceptual} |
 | structure target | {structure} superpixels, {segments} regions{smoothing}{face_factor} |
 | conditioning | {conditioning} |
@@ -79,7 +79,7 @@ def lineage(state: dict, max_depth: int = 5) -> str:
 
 def model_card(state: dict, parameters: int, config: dict, data_note: str, notes: str = "") -> str:
     defaults = {f"w_{name}": weight for name, weight in LOSS_WEIGHTS.items()}
-    options = {**defaults, **SAVED_BEFORE, "w_colour": 0.0, "w_chroma": 0.0, "perceptual": "none (pretraining)", "structure": "none", "segments": "-",
+    options = {**defaults, **SAVED_BEFORE, "w_colour": 0.0, "w_chroma": 0.0, "w_surface_prior": 0.0, "perceptual": "none (pretraining)", "structure": "none", "segments": "-",
                **state.get("options", {})}
     metrics = state.get("metrics") or {}
     conditioning = "none: trained with fixed loss weights (the app's weight sliders drive the white-box mix only)"
@@ -89,6 +89,8 @@ def model_card(state: dict, parameters: int, config: dict, data_note: str, notes
                         f"log-uniformly in [1/{spread}, {spread}] x the weights above)"
                         + ("; the surface factor also scales tv and chroma (not in the paper)"
                            if options.get("condition_smoothness") else "")
+                        + ("; the surface prior is scaled with the surface weight (not in the paper)"
+                           if options.get("w_surface_prior") else "")
                         + "; the app's weight sliders steer it")
     smoothing = options.get("structure_smoothing") or 0.0
     guide = "the photo" if options.get("structure_smoothing_guide") == "photo" else "G's output"
@@ -102,7 +104,7 @@ def model_card(state: dict, parameters: int, config: dict, data_note: str, notes
         parameters=parameters, step=state["step"], command=state["command"], hours=state.get("elapsed_s", 0) / 3600,
         metrics=metric_lines, lineage=lineage(state), conditioning=conditioning, smoothing=smoothing, face_factor=face_factor, notes=notes or "None.", data_note=data_note or "Not recorded.", **config,
         **{k: options.get(k, "-") for k in ("batch_size", "patch_size", "w_surface", "w_texture", "w_structure",
-                                            "w_content", "w_tv", "w_colour", "w_chroma", "perceptual", "structure", "segments", "lr", "beta1",
+                                            "w_content", "w_tv", "w_colour", "w_chroma", "w_surface_prior", "perceptual", "structure", "segments", "lr", "beta1",
                                             "beta2")},
     )
 

@@ -92,6 +92,11 @@ def _add_training_options(parser: argparse.ArgumentParser, adversarial: bool) ->
                                   "channel mean). The texture D sees grey and the surface D a self-guided blur, so both "
                                   "let G grow colour noise (green/magenta hatching); this charges oscillating colour, "
                                   "not edges or ramps. About 1")
+        weights.add_argument("--w-surface-prior", type=float, default=0.0,
+                             help="not in the paper (0 = off): L1 total variation of G(x)'s grey, counted as part of the "
+                                  "surface loss: under --conditional it is scaled by the surface factor, so that more surface "
+                                  "weight gives smoother, cleaner areas (the adversarial surface loss alone grew grain and "
+                                  "outlines with its weight; README)")
 
     schedule = parser.add_argument_group("schedule")
     schedule.add_argument("--steps", type=int, default=50_000 if not adversarial else 100_000, help="total iterations")

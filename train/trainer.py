@@ -45,6 +45,7 @@ from train.data import load_training_data
 from train.logs import RunLog
 from train.losses import (
     chroma_variation,
+    grey_variation,
     colour_loss,
     discriminator_loss,
     feature_l1,
@@ -118,7 +119,8 @@ class Trainer:
             else:
                 self.superpixels = SuperpixelPool(self.structure_params, 0 if self.literal else args.superpixel_workers)
             self.weights = {name: getattr(args, f"w_{name}")
-                            for name in ("surface", "texture", "structure", "content", "tv", "colour", "chroma")}
+                            for name in ("surface", "texture", "structure", "content", "tv", "colour", "chroma",
+                                         "surface_prior")}
             self.augment = parse_policy(args.diffaugment)
             self.augment_rng = torch.Generator(device=self.device).manual_seed(args.seed * 1000 + 7)
         self.condition_rng = torch.Generator().manual_seed(args.seed * 1000 + 11)
@@ -303,6 +305,8 @@ class Trainer:
                   "tv": total_variation(output), "colour": colour_loss(output, photo)}
         if self.weights["chroma"]:
             losses["chroma"] = chroma_variation(output)
+        if self.weights["surface_prior"]:
+            losses["surface_prior"] = grey_variation(output)
         losses["structure"] = feature_l1(output_features, structure_features())
         return losses
 
@@ -311,6 +315,7 @@ class Trainer:
         w = {**self.weights}
         for name, factor in self._factors.items():  # loss-conditional training scales the three representations
             w[name] *= factor
+        w["surface_prior"] *= self._factors.get("surface", 1.0)  # part of the surface loss (not in the paper)
         if self._factors and getattr(self.args, "condition_smoothness", False):  # and, asked, the smoothness priors
             w["tv"] *= self._factors["surface"]
             w["chroma"] *= self._factors["surface"]
@@ -318,7 +323,8 @@ class Trainer:
             w["structure"] *= getattr(self.args, "face_structure_factor", 1.0)
         g_total = (w["tv"] * losses["tv"] + w["surface"] * losses["g_surface"] + w["texture"] * losses["g_texture"]
                    + w["content"] * losses["content"] + w["structure"] * losses["structure"]
-                   + w["colour"] * losses["colour"] + w["chroma"] * losses.get("chroma", 0.0))
+                   + w["colour"] * losses["colour"] + w["chroma"] * losses.get("chroma", 0.0)
+                   + w["surface_prior"] * losses.get("surface_prior", 0.0))
         losses = {**losses, "g_total": g_total}
         self._check_finite(losses)
         self.g_opt.zero_grad(set_to_none=True)

@@ -7,7 +7,8 @@ from safetensors.torch import save_file
 from train import checkpoints
 from train.data import ImageFolder, split_held_out
 from train.evaluate import colour_cast, colour_noise
-from train.losses import chroma_variation, colour_loss, discriminator_loss, feature_l1, lsgan_loss, total_variation
+from train.losses import (chroma_variation, colour_loss, discriminator_loss, feature_l1, grey_variation, lsgan_loss,
+                          total_variation)
 from train.perceptual import CAFFE_MEAN_BGR, VGG16_CONV4_3, load_perceptual
 
 
@@ -55,6 +56,17 @@ def test_chroma_variation_charges_colour_oscillation_not_grey_detail_edges_or_ra
     noisy = base + _green_magenta_checker(16, 0.05)
     assert chroma_variation(noisy).item() > 5 * chroma_variation(step).item()  # a faint hatch costs more than an edge
     assert chroma_variation(noisy + 0.3).item() == pytest.approx(chroma_variation(noisy).item(), rel=1e-5)
+
+
+def test_grey_variation_charges_brightness_oscillation_not_colour_or_edge_sharpness():
+    assert grey_variation(_green_magenta_checker(16, 0.3)).item() < 1e-7  # colour at a fixed grey: chroma's business
+    columns = torch.arange(16).float().view(1, 1, 1, 16)
+    step = (columns >= 8).float().expand(1, 3, 16, 16) * 0.6 - 0.3
+    ramp = (columns / 15).expand(1, 3, 16, 16) * 0.6 - 0.3
+    assert grey_variation(step).item() == pytest.approx(grey_variation(ramp).item(), rel=1e-5)  # L1: the same height
+    assert grey_variation(step).item() == pytest.approx(0.6 / 15, rel=1e-5)  # one edge of 0.6 among 15 differences
+    grain = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(0)).expand(1, 3, 16, 16) * 0.05
+    assert grey_variation(grain).item() > 1.5 * grey_variation(step).item()  # faint grain costs more than an edge
 
 
 def test_colour_noise_flags_chroma_hatching_but_not_grey_detail():

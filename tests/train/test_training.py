@@ -18,6 +18,7 @@ from cartoon.inference import Cartoonizer
 from train import checkpoints
 from train.__main__ import main
 from train.data import list_images, load_training_data
+from train.losses import grey_variation
 from train.options import parse
 from tests.train.conftest import ROOT, run_module, tiny_args
 
@@ -287,10 +288,13 @@ def test_recipe_trains_exports_within_its_budget_and_resumes(tiny_data, tmp_path
 def test_loss_conditional_training_exports_a_model_the_weights_steer(tiny_data, tmp_path):
     pre, adv, out = tmp_path / "pre", tmp_path / "adv", tmp_path / "export"
     assert main(tiny_args(tiny_data, pre, "pretrain", steps=2)) == 0
-    assert main(tiny_args(tiny_data, adv, steps=4, init=pre, conditional=True, lr=2e-3)) == 0
+    assert main(tiny_args(tiny_data, adv, steps=4, init=pre, conditional=True, lr=2e-3, w_surface_prior=3)) == 0
+    assert "surface_prior" in json.loads((adv / "metrics.jsonl").read_text().splitlines()[-1])  # in the real step
     assert main(["export", str(adv), "-o", str(out)]) == 0
     assert json.loads((out / "config.json").read_text())["condition_dim"] == 3
-    assert "loss-conditional (FiLM" in (out / "README.md").read_text() and "[1/4.0, 4.0]" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "loss-conditional (FiLM" in card and "[1/4.0, 4.0]" in card
+    assert "surface prior 3.0" in card and "the surface prior is scaled with the surface weight" in card
     cartoonizer = Cartoonizer.from_pretrained(str(out), device="cpu")
     assert cartoonizer.conditioned
     x = torch.rand(1, 3, 32, 32) * 2 - 1
@@ -320,6 +324,26 @@ def test_condition_smoothness_scales_tv_and_chroma_with_the_surface_factor(tiny_
     assert totals["smooth"] - totals["plain"] == pytest.approx(extra_smoothing, rel=1e-4)
     with pytest.raises(SystemExit):
         parse(["adversarial", "--photos", "p", "--cartoons", "c", "--condition-smoothness"])  # needs --conditional
+
+
+def test_surface_prior_is_weighted_with_the_surface_factor(tiny_data, tmp_path):
+    """``--w-surface-prior``: the grey L1 TV term joins G's total at its weight times the step's surface factor,
+    and gets a gradient into G."""
+    from train.trainer import Trainer
+
+    trainer = Trainer(parse(tiny_args(tiny_data, tmp_path / "prior", steps=1, conditional=True, w_surface_prior=2.0)))
+    assert trainer.weights["surface_prior"] == 2.0
+    output = (torch.rand(2, 3, 16, 16) * 2 - 1).requires_grad_()
+    losses = {"g_surface": torch.tensor(0.3), "g_texture": torch.tensor(0.2), "content": torch.tensor(0.01),
+              "tv": torch.tensor(0.0), "colour": torch.tensor(0.0), "structure": torch.tensor(0.0)}
+    totals = {}
+    for factor in (0.5, 3.0):
+        trainer._factors = {"surface": factor, "structure": 1.0, "texture": 1.0}
+        prior = grey_variation(output)
+        totals[factor] = float(trainer._generator_update({**losses, "surface_prior": prior})["g_total"].detach())
+        without = trainer.weights["surface"] * factor * 0.3 + trainer.weights["texture"] * 0.2 + trainer.weights["content"] * 0.01
+        assert totals[factor] - without == pytest.approx(2.0 * factor * prior.item(), rel=1e-4)
+    assert output.grad is not None and output.grad.abs().sum() > 0
 
 
 def test_surface_measures_tell_outlines_from_fine_texture():
