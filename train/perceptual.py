@@ -70,18 +70,24 @@ def tiny_features(seed: int = 0) -> CaffeFeatures:
     return CaffeFeatures(features, "tiny random features (tests)")
 
 
+def resolve_kind(kind: str, weights: Path | None = None) -> str:
+    """What ``auto`` means here: VGG19 if ``weights`` names it (or, with none given, its default file exists), else VGG16."""
+    if kind != "auto":
+        return kind
+    if weights is not None:
+        return "vgg19" if "vgg19" in weights.name else "vgg16"
+    return "vgg19" if DEFAULT_WEIGHTS["vgg19"].exists() else "vgg16"
+
+
 def load_perceptual(kind: str = "auto", weights: Path | None = None) -> CaffeFeatures:
     """The feature network for ``kind`` (``auto``: VGG19 if its file exists, else VGG16).
 
     Raises:
         FileNotFoundError: with the command that creates the missing weights.
     """
+    kind = resolve_kind(kind, weights)
     if kind == "tiny":
         return tiny_features()
-    if kind == "auto" and weights is not None:
-        kind = "vgg19" if "vgg19" in weights.name else "vgg16"
-    elif kind == "auto":
-        kind = "vgg19" if DEFAULT_WEIGHTS["vgg19"].exists() else "vgg16"
     path = weights or DEFAULT_WEIGHTS[kind]
     if not path.exists():
         hint = "python -m train extract-vgg" if kind == "vgg16" else "convert torchvision's vgg19 features to safetensors"

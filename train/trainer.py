@@ -55,7 +55,7 @@ from train.losses import (
     training_output,
 )
 from train.options import options_table, save_options, to_jsonable
-from train.perceptual import load_perceptual
+from train.perceptual import load_perceptual, resolve_kind
 from train.superpixels import DeviceStructure, SuperpixelPool, resolve_structure_path, smooth_structure_target
 
 log = logging.getLogger("train")
@@ -109,6 +109,7 @@ class Trainer:
                 log.info("discriminators initialised from %s", args.init_discriminators)
             params = list(self.d_surface.parameters()) + list(self.d_texture.parameters())
             self.d_opt = torch.optim.Adam(params, **self._adam_options)
+            args.perceptual = resolve_kind(args.perceptual, args.vgg_weights)  # the saved options and card name it
             self.perceptual = load_perceptual(args.perceptual, args.vgg_weights).to(self.device)
             algorithm = "felzenszwalb" if args.structure == "felzenszwalb" else "slic"
             self.structure_params = StructureParams(algorithm=algorithm, n_segments=args.segments, merge_to=args.segments

@@ -9,7 +9,7 @@ from train.data import ImageFolder, split_held_out
 from train.evaluate import colour_cast, colour_noise
 from train.losses import (chroma_variation, colour_loss, discriminator_loss, feature_l1, grey_variation, lsgan_loss,
                           total_variation)
-from train.perceptual import CAFFE_MEAN_BGR, VGG16_CONV4_3, load_perceptual
+from train.perceptual import CAFFE_MEAN_BGR, VGG16_CONV4_3, load_perceptual, resolve_kind
 
 
 def test_lsgan_terms():
@@ -102,6 +102,13 @@ def test_vgg16_loader_uses_caffe_convention(tmp_path):
     x = torch.tensor([-1.0, 0.0, 1.0]).view(1, 3, 1, 1)  # R=-1 -> 0, G=0 -> 127.5, B=1 -> 255
     expected = torch.tensor([255 - CAFFE_MEAN_BGR[0], 127.5 - CAFFE_MEAN_BGR[1], 0 - CAFFE_MEAN_BGR[2]])
     assert torch.allclose(net(x).flatten(), expected)
+
+
+def test_auto_perceptual_resolves_to_the_network_its_weights_hold(tmp_path):
+    """Runs save the resolved name (the model card says what was used, not "auto")."""
+    assert resolve_kind("auto", tmp_path / "vgg19_features.safetensors") == "vgg19"
+    assert resolve_kind("auto", tmp_path / "vgg16_conv4_3_fp16.safetensors") == "vgg16"
+    assert resolve_kind("tiny", tmp_path / "vgg19.safetensors") == "tiny"  # an explicit choice stays
 
 
 def test_missing_vgg_weights_say_how_to_make_them(tmp_path):
