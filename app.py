@@ -299,8 +299,8 @@ def weights_note(model: str = "default") -> str:
         return ("These weights drive the white-box mix. The loaded generator was trained with fixed weights, so they "
                 "do not change its cartoon.")
     return ("These weights drive the white-box mix **and steer the generator** (trained loss-conditionally: one model "
-            "for every mix from ¼× to 4×). More **surface** (λ₁, the surface GAN loss on guided-filtered output): "
-            "smoother areas in the paper; in this model darker, sharper outlines and, from 2×, colour tints. More "
+            "for every mix from ¼× to 4×). More **surface** (λ₁, the surface GAN loss on guided-filtered output, with a "
+            "brightness smoothness prior this project adds to it): smoother areas and fainter fine lines (faces too). More "
             "**structure** (λ₃, the VGG loss to the superpixel image): flatter, more sharply divided regions. More "
             "**texture** (λ₂, the GAN loss on colour-shifted grey): stronger lines and detail. The cartoon re-renders "
             "when you release a slider.")
