@@ -59,6 +59,11 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     return (dx.pow(2).mean() + dy.pow(2).mean()) / (3 * height * width)
 
 
+def _l1_variation(x: torch.Tensor) -> torch.Tensor:
+    """``mean|dx x| + mean|dy x|`` of ``(B, C, H, W)``: the L1 total variation both priors below charge."""
+    return (x[..., :, 1:] - x[..., :, :-1]).abs().mean() + (x[..., 1:, :] - x[..., :-1, :]).abs().mean()
+
+
 def chroma_variation(x: torch.Tensor) -> torch.Tensor:
     """Not in the paper: L1 total variation of the chroma of ``(B, 3, H, W)`` images, ``mean|dx c| + mean|dy c|``
     with ``c = x - mean over channels`` (the part of each pixel off the grey axis).
@@ -70,10 +75,7 @@ def chroma_variation(x: torch.Tensor) -> torch.Tensor:
     what a gradual ramp of the same height does) and charges only oscillation: flat colours stay, noise goes.
     """
     x = x.float()
-    chroma = x - x.mean(dim=1, keepdim=True)
-    dx = chroma[..., :, 1:] - chroma[..., :, :-1]
-    dy = chroma[..., 1:, :] - chroma[..., :-1, :]
-    return dx.abs().mean() + dy.abs().mean()
+    return _l1_variation(x - x.mean(dim=1, keepdim=True))
 
 
 def grey_variation(x: torch.Tensor) -> torch.Tensor:
@@ -86,8 +88,7 @@ def grey_variation(x: torch.Tensor) -> torch.Tensor:
     it is what makes more surface weight give smoother, cleaner areas (the paper's claim for lambda_1, which its
     adversarial surface loss alone did not deliver here: README).
     """
-    grey = x.float().mean(dim=1, keepdim=True)
-    return (grey[..., :, 1:] - grey[..., :, :-1]).abs().mean() + (grey[..., 1:, :] - grey[..., :-1, :]).abs().mean()
+    return _l1_variation(x.float().mean(dim=1, keepdim=True))
 
 
 def reconstruction_l1(output: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:

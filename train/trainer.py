@@ -45,10 +45,10 @@ from train.data import load_training_data
 from train.logs import RunLog
 from train.losses import (
     chroma_variation,
-    grey_variation,
     colour_loss,
     discriminator_loss,
     feature_l1,
+    grey_variation,
     lsgan_loss,
     reconstruction_l1,
     total_variation,
