@@ -29,7 +29,7 @@ trained from scratch with this project's `train` package. Load it with
 | training | {command} to step {step:,}; {hours:.2f} h of training time |
 | started from | {lineage} |
 | batch / patch | {batch_size} x {patch_size}² |
-| loss weights | surface {w_surface}, texture {w_texture}, structure {w_structure}, content {w_content}, tv {w_tv}; colour {w_colour}, chroma {w_chroma}, surface prior {w_surface_prior} (not in the paper; 0 = off) |
+| loss weights | surface {w_surface}, texture {w_texture}, structure {w_structure}, content {w_content}, tv {w_tv}; colour {w_colour}, chroma {w_chroma}, surface prior {w_surface_prior}, cast {w_cast} (not in the paper; 0 = off) |
 | perceptual network | {perceptual} |
 | structure target | {structure} superpixels, {segments} regions{smoothing}{face_factor} |
 | conditioning | {conditioning} |
@@ -79,7 +79,7 @@ def lineage(state: dict, max_depth: int = 5) -> str:
 
 def model_card(state: dict, parameters: int, config: dict, data_note: str, notes: str = "") -> str:
     defaults = {f"w_{name}": weight for name, weight in LOSS_WEIGHTS.items()}
-    options = {**defaults, **SAVED_BEFORE, "w_colour": 0.0, "w_chroma": 0.0, "w_surface_prior": 0.0, "perceptual": "none (pretraining)", "structure": "none", "segments": "-",
+    options = {**defaults, **SAVED_BEFORE, "w_colour": 0.0, "w_chroma": 0.0, "w_surface_prior": 0.0, "w_cast": 0.0, "perceptual": "none (pretraining)", "structure": "none", "segments": "-",
                **state.get("options", {})}
     metrics = state.get("metrics") or {}
     conditioning = "none: trained with fixed loss weights (the app's weight sliders drive the white-box mix only)"
@@ -99,12 +99,15 @@ def model_card(state: dict, parameters: int, config: dict, data_note: str, notes
     face_factor = options.get("face_structure_factor", 1.0)
     face_factor = (f"; on face steps (1 in {options.get('face_every', 5)}) its weight x {face_factor:g} (not in the paper)"
                    if face_factor != 1.0 else "")
+    prior_factor = options.get("face_prior_factor", 1.0)
+    if prior_factor != 1.0 and options.get("w_surface_prior"):
+        face_factor += f"; on face steps the surface prior's weight x {prior_factor:g} (not in the paper)"
     metric_lines = "\n".join(f"- {name}: {value:.6g}" for name, value in sorted(metrics.items())) or "- (none logged)"
     return CARD_TEMPLATE.format(
         parameters=parameters, step=state["step"], command=state["command"], hours=state.get("elapsed_s", 0) / 3600,
         metrics=metric_lines, lineage=lineage(state), conditioning=conditioning, smoothing=smoothing, face_factor=face_factor, notes=notes or "None.", data_note=data_note or "Not recorded.", **config,
         **{k: options.get(k, "-") for k in ("batch_size", "patch_size", "w_surface", "w_texture", "w_structure",
-                                            "w_content", "w_tv", "w_colour", "w_chroma", "w_surface_prior", "perceptual", "structure", "segments", "lr", "beta1",
+                                            "w_content", "w_tv", "w_colour", "w_chroma", "w_surface_prior", "w_cast", "perceptual", "structure", "segments", "lr", "beta1",
                                             "beta2")},
     )
 

@@ -50,6 +50,17 @@ def colour_loss(output: torch.Tensor, photo: torch.Tensor, pool: int = 8) -> tor
     return (low_output - F.avg_pool2d(photo.float(), pool, ceil_mode=True)).pow(2).mean()
 
 
+def cast_loss(output: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
+    """Not in the paper: mean squared shift of each image's channel means from the photo's, over ``(B, 3, H, W)``
+    pairs: a colour cast (or a brightness change) of the whole patch, and nothing else.
+
+    :func:`colour_loss` charges casts too, but with every local colour change; raising its weight to stop casts
+    pulled the whole output back towards the photo (README). This term leaves local colour, edges and flat regions
+    free. Squared, so that its gradient fades as the cast does."""
+    shift = output.float().mean(dim=(2, 3)) - photo.float().mean(dim=(2, 3))
+    return shift.pow(2).mean()
+
+
 def total_variation(x: torch.Tensor) -> torch.Tensor:
     """``(mean(dx^2) + mean(dy^2)) / (3 * H * W)`` of ``(B, 3, H, W)`` (the authors' form, not an L1 sum)."""
     x = x.float()

@@ -87,6 +87,13 @@ def _add_training_options(parser: argparse.ArgumentParser, adversarial: bool) ->
                              help="not in the paper (1 = off): the structure weight is multiplied by this on face "
                                   "steps (--face-every). Superpixels of a face patch merge eyes and mouth into the "
                                   "skin, so a bold --w-structure flattens faces; below 1 it keeps their features")
+        weights.add_argument("--w-cast", type=float, default=0.0,
+                             help="not in the paper (0 = off): squared shift of each patch's channel means from the "
+                                  "photo's (a colour cast), leaving local colour to the other losses. About 200")
+        weights.add_argument("--face-prior-factor", type=float, default=1.0,
+                             help="not in the paper (1 = off): the surface prior's weight (--w-surface-prior) is "
+                                  "multiplied by this on face steps (--face-every): the prior charges every swing of "
+                                  "brightness, so it fades eyes and mouths; below 1 it keeps them")
         weights.add_argument("--w-chroma", type=float, default=0.0,
                              help="not in the paper (0 = off): L1 total variation of G(x)'s chroma (G(x) minus its "
                                   "channel mean). The texture D sees grey and the surface D a self-guided blur, so both "
@@ -220,6 +227,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                 parser.error(f"--d-warmup must be >= 0, got {args.d_warmup}")
             if not args.face_structure_factor >= 0.0:
                 parser.error(f"--face-structure-factor must be >= 0 (1 = off), got {args.face_structure_factor}")
+            if not args.face_prior_factor >= 0.0:
+                parser.error(f"--face-prior-factor must be >= 0 (1 = off), got {args.face_prior_factor}")
             if not 0.0 <= args.structure_smoothing <= 10.0:
                 parser.error(f"--structure-smoothing must be in [0, 10] (0 = off), got {args.structure_smoothing}")
             from train.augment import parse_policy

@@ -44,6 +44,7 @@ from train.augment import diff_augment, parse_policy
 from train.data import load_training_data
 from train.logs import RunLog
 from train.losses import (
+    cast_loss,
     chroma_variation,
     colour_loss,
     discriminator_loss,
@@ -121,7 +122,7 @@ class Trainer:
                 self.superpixels = SuperpixelPool(self.structure_params, 0 if self.literal else args.superpixel_workers)
             self.weights = {name: getattr(args, f"w_{name}")
                             for name in ("surface", "texture", "structure", "content", "tv", "colour", "chroma",
-                                         "surface_prior")}
+                                         "surface_prior", "cast")}
             self.augment = parse_policy(args.diffaugment)
             self.augment_rng = torch.Generator(device=self.device).manual_seed(args.seed * 1000 + 7)
         self.condition_rng = torch.Generator().manual_seed(args.seed * 1000 + 11)
@@ -308,6 +309,8 @@ class Trainer:
             losses["chroma"] = chroma_variation(output)
         if self.weights["surface_prior"]:
             losses["surface_prior"] = grey_variation(output)
+        if self.weights["cast"]:
+            losses["cast"] = cast_loss(output, photo)
         losses["structure"] = feature_l1(output_features, structure_features())
         return losses
 
@@ -322,10 +325,11 @@ class Trainer:
             w["chroma"] *= self._factors["surface"]
         if self._face_step:
             w["structure"] *= getattr(self.args, "face_structure_factor", 1.0)
+            w["surface_prior"] *= getattr(self.args, "face_prior_factor", 1.0)
         g_total = (w["tv"] * losses["tv"] + w["surface"] * losses["g_surface"] + w["texture"] * losses["g_texture"]
                    + w["content"] * losses["content"] + w["structure"] * losses["structure"]
                    + w["colour"] * losses["colour"] + w["chroma"] * losses.get("chroma", 0.0)
-                   + w["surface_prior"] * losses.get("surface_prior", 0.0))
+                   + w["surface_prior"] * losses.get("surface_prior", 0.0) + w["cast"] * losses.get("cast", 0.0))
         losses = {**losses, "g_total": g_total}
         self._check_finite(losses)
         self.g_opt.zero_grad(set_to_none=True)

@@ -7,7 +7,7 @@ from safetensors.torch import save_file
 from train import checkpoints
 from train.data import ImageFolder, split_held_out
 from train.evaluate import colour_cast, colour_noise
-from train.losses import (chroma_variation, colour_loss, discriminator_loss, feature_l1, grey_variation, lsgan_loss,
+from train.losses import (cast_loss, chroma_variation, colour_loss, discriminator_loss, feature_l1, grey_variation, lsgan_loss,
                           total_variation)
 from train.perceptual import CAFFE_MEAN_BGR, VGG16_CONV4_3, load_perceptual, resolve_kind
 
@@ -86,6 +86,16 @@ def test_colour_cast_is_the_largest_channel_mean_shift():
     assert colour_cast(photo, photo) == 0.0
     assert colour_cast(photo, warmer.astype(np.uint8)) == pytest.approx(6.0)
     assert colour_cast(photo, photo[::-1, ::-1]) == pytest.approx(0.0)  # moving pixels around is no cast
+
+
+def test_cast_loss_charges_a_shift_of_the_whole_patch_not_local_colour():
+    photo = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    assert cast_loss(photo, photo).item() == 0.0
+    shift = torch.tensor([0.1, -0.05, 0.0]).view(1, 3, 1, 1)
+    assert cast_loss(photo + shift, photo).item() == pytest.approx((0.1**2 + 0.05**2) / 3, rel=1e-5)
+    recoloured = photo + _green_magenta_checker(16, 0.4)  # strong local colour change, same channel means
+    assert cast_loss(recoloured, photo).item() < 1e-10 < colour_loss(recoloured, photo, pool=1).item()
+    assert cast_loss(photo.flip(-1), photo).item() < 1e-12  # pixels moved about: no cast
 
 
 def test_vgg16_loader_uses_caffe_convention(tmp_path):

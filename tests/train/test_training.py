@@ -482,6 +482,29 @@ def test_face_structure_factor_scales_the_structure_weight_on_face_steps_only(ti
         parse(["adversarial", "--photos", "p", "--cartoons", "c", "--face-structure-factor", "-1"])
 
 
+def test_face_prior_factor_scales_the_surface_prior_on_face_steps_and_cast_joins_g(tiny_data, tmp_path):
+    """``--face-prior-factor`` scales the surface prior on face steps only; ``--w-cast`` adds its term to G."""
+    base = {"photo_faces": tiny_data / "photos", "face_every": 2, "w_surface_prior": 2.0}
+    runs = {"plain": base, "factor": {**base, "face_prior_factor": 0.25}, "cast": {**base, "w_cast": 50.0}}
+    for run, extra in runs.items():
+        assert main(tiny_args(tiny_data, tmp_path / run, steps=2, **extra)) == 0
+    records = {run: [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+               for run in runs}
+    prior = records["plain"][0]["surface_prior"]
+    assert prior > 0 and records["factor"][0]["surface_prior"] == pytest.approx(prior)
+    # Step 0 is a face step: G's totals differ by (1 - 0.25) x 2 x the prior; step 1 is not: nothing else differs.
+    assert records["plain"][0]["g_total"] - records["factor"][0]["g_total"] == pytest.approx(0.75 * 2 * prior, rel=0.02)
+    assert "cast" not in records["plain"][0]
+    cast = records["cast"][0]["cast"]
+    assert cast > 0 and records["cast"][0]["g_total"] - records["plain"][0]["g_total"] == pytest.approx(50 * cast, rel=0.02)
+    assert main(["export", str(tmp_path / "factor"), "-o", str(tmp_path / "export")]) == 0
+    assert "on face steps the surface prior's weight x 0.25" in (tmp_path / "export" / "README.md").read_text()
+    assert main(["export", str(tmp_path / "cast"), "-o", str(tmp_path / "export-cast")]) == 0
+    assert "cast 50.0" in (tmp_path / "export-cast" / "README.md").read_text()
+    with pytest.raises(SystemExit):
+        parse(["adversarial", "--photos", "p", "--cartoons", "c", "--face-prior-factor", "-1"])
+
+
 def test_discriminator_warmup_keeps_the_generator_frozen_then_trains_it(tiny_data, tmp_path):
     assert main(tiny_args(tiny_data, tmp_path / "pre", "pretrain", steps=2)) == 0
     run = tmp_path / "warm"
