@@ -145,10 +145,12 @@ class UNetGenerator(nn.Module):
             condition = x.new_zeros(x.shape[0], dim)
         if condition.shape != (x.shape[0], dim):
             raise ValueError(f"condition: expected ({x.shape[0]}, {dim}), got {tuple(condition.shape)}")
-        return self.conditioning(condition.to(dtype=self.conditioning.mlp[0].weight.dtype))
+        with torch.autocast(x.device.type, enabled=False):  # a few hundred numbers: keep them exact (see _film)
+            return self.conditioning(condition.to(dtype=self.conditioning.mlp[0].weight.dtype))
 
 
 def _film(h: torch.Tensor, film: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """``h * (1 + gamma) + beta``."""
+    """``h * (1 + gamma) + beta``, computed in the FiLM pair's precision and returned in ``h``'s: under bf16
+    autocast, ``1 + gamma`` rounded to bf16 (8 bits) would scale a whole channel by the same wrong factor."""
     gamma, beta = film
-    return h * (1 + gamma.to(h.dtype)) + beta.to(h.dtype)
+    return (h * (1 + gamma) + beta).to(h.dtype)
