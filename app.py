@@ -61,28 +61,16 @@ except OSError:  # not glibc (macOS, Windows, musl): nothing to trim
     _LIBC = None
 
 
-STEERABLE_DIR = ROOT / "assets" / "model-steerable"
-MODEL_CHOICES = [("Default model", "default"), ("Steerable: the weight sliders steer it (assets/model-steerable)",
-                                                "steerable")]
-"""The page's generator picker: the default (Hub repo -> Hub cache -> bundled assets/model, or --model) and the
-bundled loss-conditional model."""
-
-
 @functools.cache
-def get_cartoonizer(model: str = "default") -> Cartoonizer:
-    """A generator, loaded once on first use: ``default`` (Hub repo -> Hub cache -> bundled assets/model) or
-    ``steerable`` (the bundled loss-conditional model)."""
-    if model == "steerable":
-        return Cartoonizer.from_pretrained(str(STEERABLE_DIR), max_side=DEFAULT_MAX_SIDE)
-    if model != "default":
-        raise ValueError(f"model must be one of {[value for _, value in MODEL_CHOICES]}, got {model!r}")
+def get_cartoonizer() -> Cartoonizer:
+    """The generator (--model, else Hub repo -> Hub cache -> bundled assets/model), loaded once on first use."""
     return Cartoonizer.from_pretrained(max_side=DEFAULT_MAX_SIDE)
 
 
-def model_status(model: str = "default") -> str:
+def model_status() -> str:
     """One line for the page: which model, where it runs."""
     try:
-        cartoonizer = get_cartoonizer(model)
+        cartoonizer = get_cartoonizer()
     except CheckpointError as error:
         log.warning("%s", error)
         return ("**Model:** none available: the views work, the cartoon does not. "
@@ -217,10 +205,10 @@ def view_updater(view: str) -> Callable:
 
 
 @on_gpu
-def run_generator(img: np.ndarray, weights: tuple[float, float, float] | None = None, model: str = "default") -> np.ndarray:
+def run_generator(img: np.ndarray, weights: tuple[float, float, float] | None = None) -> np.ndarray:
     """The only call that needs an accelerator (wrapped by ``spaces.GPU`` on ZeroGPU)."""
     try:
-        return get_cartoonizer(model)(img, weights=weights)
+        return get_cartoonizer()(img, weights=weights)
     finally:
         release_memory()
 
@@ -229,11 +217,11 @@ WEIGHT_FLOOR = 0.25
 """A conditioned model learnt weights from 1/4x to 4x the recipe's: a slider at 0 asks for the smallest."""
 
 
-def steering(ws: Any, wst: Any, wt: Any, model: str = "default") -> tuple[float, float, float] | None:
-    """The weight sliders as the generator's weights, when the chosen model is conditioned (None otherwise: a plain
-    model ignores the page's sliders, which then drive the white-box mix only)."""
+def steering(ws: Any, wst: Any, wt: Any) -> tuple[float, float, float] | None:
+    """The weight sliders as the generator's weights, when the model is conditioned (None otherwise: a plain
+    model, given with --model, ignores the page's sliders, which then drive the white-box mix only)."""
     try:
-        if not get_cartoonizer(model).conditioned:
+        if not get_cartoonizer().conditioned:
             return None
     except CheckpointError:
         return None
@@ -249,50 +237,49 @@ def release_memory() -> None:
 
 
 @user_errors
-def cartoon_preview(payload: Any, key: str | None, ws: Any = 1, wst: Any = 1, wt: Any = 1, model: str = "default") -> tuple:
+def cartoon_preview(payload: Any, key: str | None, ws: Any = 1, wst: Any = 1, wt: Any = 1) -> tuple:
     """UI: the cartoon of the preview (long side <= 512) at the sliders' weights, and the before/after pair."""
     if payload is None:
         return None, None
     photo = EXPLORER.photo(_key_for(payload, key))
     try:
-        get_cartoonizer(model)
+        get_cartoonizer()
     except CheckpointError:
         return None, None  # the status line already says there is no model; the views still work
-    cartoon = run_generator(photo, steering(ws, wst, wt, model), model)
+    cartoon = run_generator(photo, steering(ws, wst, wt))
     return cartoon, (photo, cartoon)
 
 
 @user_errors
-def restyle(payload: Any, key: str | None, ws: Any, wst: Any, wt: Any, model: str = "default") -> tuple:
+def restyle(payload: Any, key: str | None, ws: Any, wst: Any, wt: Any) -> tuple:
     """UI: a weight slider moved: a conditioned model re-renders the preview cartoon; a plain one changes nothing."""
-    if payload is None or steering(ws, wst, wt, model) is None:
+    if payload is None or steering(ws, wst, wt) is None:
         return gr.skip(), gr.skip()
-    return cartoon_preview(payload, key, ws, wst, wt, model)
+    return cartoon_preview(payload, key, ws, wst, wt)
 
 
 @user_errors
-def cartoonize(payload: Any, surface_weight: Any = 1.0, structure_weight: Any = 1.0, texture_weight: Any = 1.0,
-               model: str = "default") -> np.ndarray:
+def cartoonize(payload: Any, surface_weight: Any = 1.0, structure_weight: Any = 1.0, texture_weight: Any = 1.0) -> np.ndarray:
     """Public API: the cartoon at full size (short side scaled down to at most 720 px); a loss-conditional model
-    takes the three weights (multiples of the recipe's, 1/16 to 16); ``model``: ``default`` or ``steerable``."""
+    (the bundled one) takes the three weights (multiples of the recipe's, 1/16 to 16)."""
     weights = (float(surface_weight), float(structure_weight), float(texture_weight))
-    return run_generator(full_size(payload), weights, model or "default")
+    return run_generator(full_size(payload), weights)
 
 
 @user_errors
-def render_full_size(payload: Any, ws: Any = 1, wst: Any = 1, wt: Any = 1, model: str = "default") -> tuple:
+def render_full_size(payload: Any, ws: Any = 1, wst: Any = 1, wt: Any = 1) -> tuple:
     """UI: the cartoon at full size, and the before/after pair at that size (one decode, one generator call)."""
     if payload is None:
         raise ImageError("Upload a photo first.")
     photo = full_size(payload)
-    cartoon = run_generator(photo, steering(ws, wst, wt, model), model)
+    cartoon = run_generator(photo, steering(ws, wst, wt))
     return cartoon, (photo, cartoon)
 
 
-def weights_note(model: str = "default") -> str:
-    """The text under the weight sliders: what they do with the chosen model."""
+def weights_note() -> str:
+    """The text under the weight sliders: what they do with the loaded model."""
     try:
-        conditioned = get_cartoonizer(model).conditioned
+        conditioned = get_cartoonizer().conditioned
     except CheckpointError:
         conditioned = False
     if not conditioned:
@@ -300,7 +287,7 @@ def weights_note(model: str = "default") -> str:
                 "do not change its cartoon.")
     return ("These weights drive the white-box mix **and steer the generator** (trained loss-conditionally: one model "
             "for every mix from ¼× to 4×). More **surface** (λ₁, the surface GAN loss on guided-filtered output, with a "
-            "brightness smoothness prior this project adds to it): smoother areas and fainter fine lines (faces too). More "
+            "brightness smoothness prior this project adds to it): smoother areas (a small effect on the bundled model). More "
             "**structure** (λ₃, the VGG loss to the superpixel image): flatter, more sharply divided regions. More "
             "**texture** (λ₂, the GAN loss on colour-shifted grey): stronger lines and detail. The cartoon re-renders "
             "when you release a slider.")
@@ -463,8 +450,6 @@ def build_demo() -> gr.Blocks:
                             gr.Markdown("### Representation weights")
                             place("surface_weight", "structure_weight", "texture_weight")
                             weights_text = gr.Markdown("These weights drive the white-box mix.", elem_id="weights-note")
-                            model_choice = gr.Radio(MODEL_CHOICES, value="default", label="Generator",
-                                                    visible=STEERABLE_DIR.is_dir(), elem_id="model-choice")
                         render = gr.Button("Render cartoon at full size (short side ≤ 720 px)", variant="primary", elem_id="render")
                     with gr.Column(scale=3, min_width=240):
                         mix_view = _view("White-box mix", "mix", interactive=False, elem_id="mix")
@@ -506,7 +491,7 @@ def build_demo() -> gr.Blocks:
         photo.change(
             on_photo, [photo, *all_params], [key_state, surface_view, structure_view, texture_view, mix_view, cartoon_view],
             api_visibility="private", preprocess=False, trigger_mode="always_last",
-        ).then(cartoon_preview, [photo, key_state, *weight_controls, model_choice], [cartoon_view, before_after],
+        ).then(cartoon_preview, [photo, key_state, *weight_controls], [cartoon_view, before_after],
                api_visibility="private", preprocess=False, trigger_mode="always_last")
 
         groups = {"surface": (("radius", "eps"), [surface_view, mix_view]),
@@ -521,16 +506,13 @@ def build_demo() -> gr.Blocks:
                 event = widget.change if isinstance(widget, gr.Radio) else widget.release
                 wired = event(handler, [photo, key_state, *all_params], outputs, trigger_mode="always_last", **private)
                 if view == "mix":  # a conditioned generator follows the weights too
-                    wired.then(restyle, [photo, key_state, *weight_controls, model_choice], [cartoon_view, before_after],
+                    wired.then(restyle, [photo, key_state, *weight_controls], [cartoon_view, before_after],
                                **private)
         reseed_button.click(reseed, seed, [controls["red"], controls["green"], controls["blue"], seed],
                             api_visibility="private").then(
             view_updater("texture"), [photo, key_state, *all_params], [texture_view, mix_view], **private)
-        render.click(render_full_size, [photo, *weight_controls, model_choice], [cartoon_view, before_after],
+        render.click(render_full_size, [photo, *weight_controls], [cartoon_view, before_after],
                      api_visibility="private", preprocess=False)
-        model_choice.change(model_status, model_choice, status, **private).then(
-            weights_note, model_choice, weights_text, **private).then(
-            cartoon_preview, [photo, key_state, *weight_controls, model_choice], [cartoon_view, before_after], **private)
         render_clip.click(cartoonize_clip, [clip, stabilize], [clip_cartoon], api_name="cartoonize_video", concurrency_limit=1)
 
         # Public API (gradio_client): named endpoints on hidden components. Photos arrive unprocessed (preprocess
@@ -541,8 +523,7 @@ def build_demo() -> gr.Blocks:
         gr.Button(visible=False).click(representations, [api_photo, *all_params], api_views, api_name="representations",
                                        preprocess=False)
         api_weights = [gr.Number(value=1.0, visible=False) for _ in range(3)]
-        api_model = gr.Textbox(value="default", visible=False)
-        gr.Button(visible=False).click(cartoonize, [api_photo, *api_weights, api_model], [api_cartoon],
+        gr.Button(visible=False).click(cartoonize, [api_photo, *api_weights], [api_cartoon],
                                        api_name="cartoonize", preprocess=False)
     return demo
 

@@ -297,9 +297,9 @@ def test_weight_sliders_re_render_a_conditioned_models_cartoon(page, monkeypatch
                  keeps=("surface", "structure", "texture"))
 
 
-def test_the_generator_picker_switches_to_the_steerable_model_and_its_sliders_steer(page):
-    """With the bundled models (an app process of its own, no stand-in): pick the steerable one in the page, then a
-    weight slider changes its cartoon. A second tab of the tour's browser."""
+def test_the_bundled_models_sliders_steer_its_cartoon(page):
+    """With the bundled model (an app process of its own, no stand-in): the page says the sliders steer it, and the
+    structure weight changes its cartoon. A second tab of the tour's browser."""
     from tests.app_server import app_process, free_port
 
     port = free_port()
@@ -308,16 +308,9 @@ def test_the_generator_picker_switches_to_the_steerable_model_and_its_sliders_st
         page.goto(f"http://127.0.0.1:{port}/")
         expect(page.locator("#status")).to_contain_text("bundled model", timeout=TIMEOUT_MS)
         tour = Tour(page)
-        tour.act("picker-upload", lambda: page.locator("#photo input[type=file]").set_input_files(
+        tour.act("bundled-upload", lambda: page.locator("#photo input[type=file]").set_input_files(
             str(EXAMPLES / "temple.jpg")), changes=ALL_OUTPUTS)
-        expect(page.locator("#weights-note")).to_contain_text("do not change its cartoon")
-        tour.act("picker-steerable", lambda: page.locator("#model-choice").get_by_text("Steerable").click(),
-                 changes=("cartoon",), keeps=("surface", "structure", "texture", "mix"))
         expect(page.locator("#weights-note")).to_contain_text("steer the generator", timeout=TIMEOUT_MS)
-        expect(page.locator("#status")).to_contain_text("model-steerable", timeout=TIMEOUT_MS)
-        tour.act("picker-structure-weight", lambda: tour.click_track("structure_weight", 0.95),
+        tour.act("bundled-structure-weight", lambda: tour.click_track("structure_weight", 0.95),
                  changes=("mix", "cartoon"), keeps=("surface", "structure", "texture"))
-        tour.act("picker-default", lambda: page.locator("#model-choice").get_by_text("Default model").click(),
-                 changes=("cartoon",), keeps=("surface", "structure", "texture", "mix"))
-        expect(page.locator("#weights-note")).to_contain_text("do not change its cartoon", timeout=TIMEOUT_MS)
         page.close()

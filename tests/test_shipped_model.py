@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from cartoon.checkpoint import BUNDLED_DIR, load_generator, resolve_generator
+from cartoon.checkpoint import BUNDLED_DIR, resolve_generator
 from cartoon.image import load_image, scale_to_fit
 from cartoon.inference import Cartoonizer
 from train.evaluate import colour_cast, flat_fraction
@@ -48,40 +48,19 @@ def test_shipped_model_flattens_without_losing_the_photo(shipped, name):
     assert flat_fraction(cartoon) > flat_fraction(photo)
 
 
-STEERABLE_DIR = BUNDLED_DIR.parent / "model-steerable"
-
-
-def test_the_steerable_model_is_small_conditioned_and_follows_its_weights():
-    assert sorted(p.name for p in STEERABLE_DIR.iterdir()) == ["README.md", "config.json", "model.safetensors"]
-    assert (STEERABLE_DIR / "model.safetensors").stat().st_size <= 4 * 2**20  # stored in fp16
-    assert json.loads((STEERABLE_DIR / "config.json").read_text())["condition_dim"] == 3
-    assert "loss-conditional" in (STEERABLE_DIR / "README.md").read_text()
-    steerable = Cartoonizer(load_generator(STEERABLE_DIR), device="cpu", precision="fp32")
-    assert steerable.conditioned
+def test_the_shipped_model_is_conditioned_and_follows_its_weights(shipped):
+    """The bundled model is loss-conditional: the weight sliders steer it (structure flattens, texture details)."""
+    assert json.loads((BUNDLED_DIR / "config.json").read_text())["condition_dim"] == 3
+    assert "loss-conditional" in (BUNDLED_DIR / "README.md").read_text()
+    assert shipped.conditioned
     photo = scale_to_fit(load_image(EXAMPLES / "temple.jpg"), long_side=192)
-    default = steerable(photo)
-    assert np.array_equal(default, steerable(photo, weights=(1, 1, 1)))
-    flat, detailed = steerable(photo, weights=(1, 4, 0.25)), steerable(photo, weights=(1, 0.25, 4))
+    default = shipped(photo)
+    assert np.array_equal(default, shipped(photo, weights=(1, 1, 1)))
+    flat, detailed = shipped(photo, weights=(1, 4, 0.25)), shipped(photo, weights=(1, 0.25, 4))
     assert flat_fraction(flat) > flat_fraction(detailed)  # the trained effect of the structure and texture weights
 
 
-def test_the_app_started_on_the_steerable_model_takes_the_weights():
-    from gradio_client import Client, handle_file
-
-    from tests.app_server import app_process, free_port
-
-    port = free_port()
-    with app_process(port, args=("--model", str(STEERABLE_DIR), "--port", str(port))):
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        assert "model-steerable" in client.predict(api_name="/model_status")
-        photo = handle_file(str(EXAMPLES / "coffee.jpg"))
-        default = client.predict(photo, api_name="/cartoonize")
-        steered = client.predict(photo, surface_weight=1, structure_weight=4, texture_weight=1, api_name="/cartoonize")
-        with Image.open(default) as a, Image.open(steered) as b:
-            assert a.size == b.size and np.abs(np.asarray(a, int) - np.asarray(b, int)).mean() > 1
-
-
-def test_the_api_picks_either_bundled_model_by_name():
+def test_the_app_on_the_bundled_model_takes_the_weights():
     from gradio_client import Client, handle_file
 
     from tests.app_server import app_process, free_port
@@ -89,10 +68,11 @@ def test_the_api_picks_either_bundled_model_by_name():
     port = free_port()
     with app_process(port, args=("--port", str(port))):
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        assert "bundled model" in client.predict(api_name="/model_status")
         photo = handle_file(str(EXAMPLES / "coffee.jpg"))
         default = client.predict(photo, api_name="/cartoonize")
-        steerable = client.predict(photo, structure_weight=4, model="steerable", api_name="/cartoonize")
-        with Image.open(default) as a, Image.open(steerable) as b:
+        steered = client.predict(photo, surface_weight=1, structure_weight=4, texture_weight=1, api_name="/cartoonize")
+        with Image.open(default) as a, Image.open(steered) as b:
             assert a.size == b.size and np.abs(np.asarray(a, int) - np.asarray(b, int)).mean() > 1
-        with pytest.raises(Exception, match="model must be one of"):
-            client.predict(photo, model="nonsense", api_name="/cartoonize")
+        with pytest.raises(Exception, match=r"\[1/16, 16\]"):
+            client.predict(photo, structure_weight=100, api_name="/cartoonize")
