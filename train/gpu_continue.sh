@@ -11,6 +11,11 @@
 # (python -m train.gpu_pack --discriminators CHECKPOINT; carry it too) instead of fresh ones, which may first undo part
 # of a trained G (README, "Tried after v3").
 # (an export under runs/ must be carried too.)
+# v5's stage "cast" (2026-11-26, one H100, 7 min; three variants at once, 10.3 steps/s each):
+#   C=--segments+50+--conditional+--w-structure+2400+--w-texture+4+--w-chroma+10+--w-surface-prior+5+--lr+1.5e-4
+#   PATCH=128 BATCH=32 MINUTES=7 SAVE_EVERY=1000 INIT=<the steerable stages' model> DISCRIMINATORS=<its discriminators> \
+#     VARIANTS="cast=$C+--face-every+3+--face-structure-factor+0.1667+--w-cast+200+--face-prior-factor+0.25" ...
+#   then "faces" from its last checkpoint (2 min): --face-every 2 --face-structure-factor 0.1 --face-prior-factor 0.
 # Tried on the CPU first:
 #   DEVICE=cpu PATCH=32 BATCH=2 MINUTES=0.2 OUT=runs/continue-rehearsal INIT=assets/model bash train/gpu_continue.sh
 set -u
