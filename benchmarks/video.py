@@ -2,6 +2,11 @@
 and without the stabiliser, on a clip made from an example photo (a slow pan with sensor-like noise and a tone).
 
     python benchmarks/video.py [--height 480] [--seconds 4] [--batch 4] [--model assets/model] [--json PATH]
+    python benchmarks/video.py --stand-in-ms 5.5    # the pipeline alone: a "generator" that only waits (GIL free)
+
+--stand-in-ms MS replaces the generator with a wait of MS per frame, as a GPU's generator leaves the host free:
+it shows, on any machine, whether the three stages overlap (frames/s near 1000 / the busiest stage's ms) or run in
+turn (near 1000 / their sum).
 
 The generator is warmed up at the clip's size first; each setting runs twice: once for the speed, once with the
 flicker meter. The busy columns say how long each of the pipeline's three overlapping stages worked per frame:
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,19 +72,29 @@ def main() -> None:
     parser.add_argument("--model", default=str(ROOT / "assets" / "model"))
     parser.add_argument("--device", default=None)
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="frames per generator call")
+    parser.add_argument("--stand-in-ms", type=float, default=None,
+                        help="no generator: wait this long per frame instead (the pipeline's own overlap)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "video")
     add_json_option(parser)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     clip = args.out / "clip.mp4"
     make_clip(clip, args.height, args.seconds)
-    cartoonizer = Cartoonizer.from_pretrained(args.model, device=args.device, max_side=None)
-    with av.open(str(clip)) as opened:
-        size = opened.streams.video[0].codec_context.height, opened.streams.video[0].codec_context.width
-    for _ in range(2):  # warm-up at the clip's size (cuDNN's algorithm search, lazy CUDA modules, oneDNN's kernels)
-        cartoonizer.cartoonize_frames(np.zeros((args.batch, *size, 3), np.uint8))
+    if args.stand_in_ms is not None:
+        def cartoonize_frames(frames: np.ndarray) -> np.ndarray:
+            time.sleep(args.stand_in_ms / 1000 * len(frames))
+            return frames
+
+        described = f"none: a wait of {args.stand_in_ms:g} ms per frame"
+    else:
+        cartoonizer = Cartoonizer.from_pretrained(args.model, device=args.device, max_side=None)
+        cartoonize_frames, described = cartoonizer.cartoonize_frames, cartoonizer.describe()
+        with av.open(str(clip)) as opened:
+            size = opened.streams.video[0].codec_context.height, opened.streams.video[0].codec_context.width
+        for _ in range(2):  # warm-up at the clip's size (cuDNN's algorithm search, lazy CUDA modules, oneDNN's kernels)
+            cartoonize_frames(np.zeros((args.batch, *size, 3), np.uint8))
     rows = []
-    print(f"# video, {args.height}p, {args.seconds:g} s at 24 fps, batches of {args.batch}, model {cartoonizer.describe()}")
+    print(f"# video, {args.height}p, {args.seconds:g} s at 24 fps, batches of {args.batch}, model {described}")
     print("| stabiliser | frames/s (whole pipeline) | ms per frame busy in: decode (+ flow) / cartoonize / encode (+ blend)"
           " | flicker (output change / input change where the input is still) |")
     print("|---|---|---|---|")
@@ -86,9 +102,9 @@ def main() -> None:
     for stabilize in (False, True):
         target = args.out / f"cartoon-{'stable' if stabilize else 'raw'}.mp4"
         # Speed without the flicker meter (its per-frame work sits on the encoding stage), then the flicker.
-        result = cartoonize_video(clip, target, cartoonizer.cartoonize_frames, max_side=None, stabilize=stabilize,
+        result = cartoonize_video(clip, target, cartoonize_frames, max_side=None, stabilize=stabilize,
                                   batch_size=args.batch)
-        flicker = cartoonize_video(clip, target, cartoonizer.cartoonize_frames, max_side=None, stabilize=stabilize,
+        flicker = cartoonize_video(clip, target, cartoonize_frames, max_side=None, stabilize=stabilize,
                                    batch_size=args.batch, measure_flicker=True).flicker
         outputs[stabilize] = frames_of(target)
         busy = {stage: 1000 * seconds / result.frames for stage, seconds in result.stage_seconds.items()}

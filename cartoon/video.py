@@ -233,10 +233,15 @@ class FlickerMeter:
 @dataclass
 class _Frames:
     """One batch on its way through the pipeline: ``photos`` ``(B, H, W, 3)`` uint8 at the output size, their
-    output timestamps, and (with the stabiliser) their grey levels and flows to the frame before."""
+    output timestamps, (with the stabiliser) their grey levels and flows to the frame before, and the audio packets
+    demuxed since the batch before (``B`` is 0 for the audio after the last frame).
+
+    The audio rides with the frames so that the stages' queues count batches only: queued on their own, a
+    third of a second of AAC packets filled a queue two items deep and kept the stages from running ahead."""
 
     photos: np.ndarray
     stamps: list[int | None]
+    audio: list = field(default_factory=list)
     greys: list[np.ndarray] | None = None
     flows: list[Future | None] | None = None  # each frame's flow to the one before, computed on the flow threads
     cartoons: np.ndarray | None = None
@@ -298,16 +303,19 @@ def cartoonize_video(
             audio_in = reader.streams.audio[0] if reader.streams.audio else None
             audio_out, resampler = _audio_output(writer, audio_in)
 
-            def decoded() -> Iterator[_Frames | av.Packet]:
-                """Batches of decoded frames (and the audio packets between them, in order)."""
+            def decoded() -> Iterator[_Frames]:
+                """Batches of decoded frames, each with the audio packets demuxed since the one before."""
                 first_pts: int | None = None
                 photos: list[np.ndarray] = []
                 stamps: list[int | None] = []
+                audio: list[av.Packet] = []
                 last_grey: list[np.ndarray] = []  # the previous batch's last grey frame, for the next flow
 
                 def batch() -> _Frames:
-                    frames = _Frames(np.stack(photos), list(stamps))
-                    if stabilizer is not None:
+                    stacked = np.stack(photos) if photos else np.zeros((0, height, width, 3), np.uint8)
+                    frames = _Frames(stacked, list(stamps), list(audio))
+                    audio.clear()
+                    if stabilizer is not None and photos:
                         frames.greys = [cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY) for photo in photos]
                         before = last_grey + frames.greys[:-1]
                         first = len(frames.greys) - len(before)  # 1 for the clip's first frame: no flow
@@ -320,7 +328,7 @@ def cartoonize_video(
 
                 for packet in reader.demux(*([video_in] + ([audio_in] if audio_in is not None else []))):
                     if packet.stream is audio_in:
-                        yield packet
+                        audio.append(packet)
                         continue
                     for frame in packet.decode():
                         if frame.pts is not None and first_pts is None:
@@ -333,12 +341,12 @@ def cartoonize_video(
                         stamps.append(pts)
                         if len(photos) >= batch_size:
                             yield batch()
-                if photos:
+                if photos or audio:
                     yield batch()
 
-            def cartoonized(items: Iterator[_Frames | av.Packet]) -> Iterator[_Frames | av.Packet]:
+            def cartoonized(items: Iterator[_Frames]) -> Iterator[_Frames]:
                 for item in items:
-                    if isinstance(item, _Frames):
+                    if item.stamps:
                         clock = time.perf_counter()
                         item.cartoons = cartoonize_frames(item.photos)
                         busy["cartoonize"] += time.perf_counter() - clock
@@ -349,11 +357,10 @@ def cartoonize_video(
             with closing(decoding), closing(_in_background(cartoonized(decoding))) as items:
                 for item in items:
                     clock = time.perf_counter()
-                    if not isinstance(item, _Frames):
-                        _mux_audio(writer, item, audio_out, resampler)
-                        busy["encode"] += time.perf_counter() - clock
-                        continue
-                    for index, (photo, cartoon, pts) in enumerate(zip(item.photos, item.cartoons, item.stamps)):
+                    for packet in item.audio:
+                        _mux_audio(writer, packet, audio_out, resampler)
+                    cartoons = item.cartoons if item.cartoons is not None else item.photos  # no frames: audio only
+                    for index, (photo, cartoon, pts) in enumerate(zip(item.photos, cartoons, item.stamps)):
                         if stabilizer is not None:
                             flow = item.flows[index]
                             cartoon = stabilizer.blend(item.greys[index], cartoon, flow and flow.result())
