@@ -4,6 +4,7 @@ clearly with nothing half-written. Clips are generated here (PyAV bundles FFmpeg
 from __future__ import annotations
 
 import threading
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -185,6 +186,29 @@ def test_the_stages_report_their_time_and_a_failing_stage_stops_the_others(carto
         cartoonize_video(source, out / "cartoon.mp4", failing, batch_size=4)
     assert len(calls) == 3 and list(out.iterdir()) == []
     assert threading.active_count() == threads, [t.name for t in threading.enumerate()]  # the stages are gone too
+
+
+def test_decoding_runs_ahead_while_the_generator_works(cartoonizer, tmp_path, monkeypatch):
+    """The stages overlap: while the generator holds its first batch, the decoder fills the queue behind it
+    (two batches), however many audio packets lie between the frames (they once filled the queue themselves)."""
+    import cartoon.video as video
+
+    source = make_clip(tmp_path / "clip.mp4", frames=48)
+    decoded = []
+    frame_rgb = video._frame_rgb
+    monkeypatch.setattr(video, "_frame_rgb", lambda *args: decoded.append(1) or frame_rgb(*args))
+    ahead = []
+
+    def waiting(frames: np.ndarray) -> np.ndarray:
+        if not ahead:  # the first batch: give the decoder time, and see how far it gets
+            deadline = time.monotonic() + 10
+            while len(decoded) < 3 * 4 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            ahead.append(len(decoded))
+        return cartoonizer.cartoonize_frames(frames)
+
+    result = cartoonize_video(source, tmp_path / "out.mp4", waiting, batch_size=4)
+    assert result.frames == 48 and ahead[0] >= 3 * 4, f"the decoder stopped at {ahead[0]} frames"
 
 
 def tone_only(path: Path) -> Path:
