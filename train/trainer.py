@@ -315,7 +315,7 @@ class Trainer:
         return losses
 
     def _generator_update(self, losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Weight the five G losses (the trainer's job, never a loss's), check them, step G, unfreeze the Ds."""
+        """Weight the G losses (the trainer's job, never a loss's), check them, step G, unfreeze the Ds."""
         w = {**self.weights}
         for name, factor in self._factors.items():  # loss-conditional training scales the three representations
             w[name] *= factor
@@ -326,10 +326,9 @@ class Trainer:
         if self._face_step:
             w["structure"] *= getattr(self.args, "face_structure_factor", 1.0)
             w["surface_prior"] *= getattr(self.args, "face_prior_factor", 1.0)
-        g_total = (w["tv"] * losses["tv"] + w["surface"] * losses["g_surface"] + w["texture"] * losses["g_texture"]
-                   + w["content"] * losses["content"] + w["structure"] * losses["structure"]
-                   + w["colour"] * losses["colour"] + w["chroma"] * losses.get("chroma", 0.0)
-                   + w["surface_prior"] * losses.get("surface_prior", 0.0) + w["cast"] * losses.get("cast", 0.0))
+        # Every loss counts at its weight (g_surface and g_texture at the surface and texture weights), as in
+        # train.loss_gradients: an optional term joins by being computed in _generator_losses.
+        g_total = sum(w[name.removeprefix("g_")] * loss for name, loss in losses.items())
         losses = {**losses, "g_total": g_total}
         self._check_finite(losses)
         self.g_opt.zero_grad(set_to_none=True)
