@@ -50,7 +50,11 @@ VARIANTS = {
                                                             "+cudnn-benchmark"],
     "fast, bf16, structure on the device, torch.compile (G, Ds, VGG)": ["adversarial", "--bf16", "on", "--structure-on",
                                                                         "device", "+compile"],
+    "fast, bf16, structure on the device, the step as one CUDA graph": ["adversarial", "--bf16", "on", "--structure-on",
+                                                                         "device", "--cuda-graph", "on"],
 }
+CUDA_ONLY = ("--cuda-graph",)
+"""Variants that need CUDA: skipped (with a note) on the CPU."""
 COMPILE = "+compile"
 """Not a trainer option: the benchmark wraps the trainer's networks in ``torch.compile`` (issue 14 asks to try it)."""
 CUDNN_BENCHMARK = "+cudnn-benchmark"
@@ -84,8 +88,9 @@ def time_variant(root: Path, weights: Path, extra: list[str], args: argparse.Nam
         trainer.perceptual = torch.compile(trainer.perceptual)
     data = load_training_data(trainer.args)
     data.place(trainer.device)
-    if isinstance(getattr(trainer, "superpixels", None), DeviceStructure):
-        trainer.superpixels.synchronize = True
+    captured = getattr(trainer, "_captured", None)
+    if isinstance(getattr(trainer, "superpixels", None), DeviceStructure) and captured is None:
+        trainer.superpixels.synchronize = True  # a graph cannot hold host waits: its SLIC share goes untimed
     sync = trainer.device.type == "cuda"
     try:
         seconds, waited = [], 0.0
@@ -98,6 +103,8 @@ def time_variant(root: Path, weights: Path, extra: list[str], args: argparse.Nam
                 torch.cuda.synchronize()
             seconds.append(time.perf_counter() - start)
         trainer.verify_finite()
+        if captured is not None:
+            print(f"# CUDA graph: {'captured' if captured.captured else f'not captured ({captured.failed})'}", flush=True)
         if args.profile:
             profile_steps(trainer, data, args)
         if args.sync_check:
@@ -106,7 +113,8 @@ def time_variant(root: Path, weights: Path, extra: list[str], args: argparse.Nam
         if hasattr(trainer, "superpixels"):
             waited = trainer.superpixels.waited_s
         timing = Timing.of(seconds[args.warmup:])
-        uses_targets = command == "adversarial" and "--literal" not in flags  # the literal step computes them inline
+        # the literal step computes them inline; a replayed graph does not run its body on the host (nothing to time)
+        uses_targets = command == "adversarial" and "--literal" not in flags and captured is None
         return timing, (waited / sum(seconds[args.warmup:]) if uses_targets else None)
     finally:
         if hasattr(trainer, "superpixels"):
@@ -188,6 +196,9 @@ def main() -> None:
         print("| variant | steps/s (median) | s/step: median (quartiles) | waiting for structure |\n|---|---|---|---|")
         for name, extra in VARIANTS.items():
             if args.only and not any(text in name for text in args.only.split(",")):
+                continue
+            if args.device == "cpu" and any(flag in extra for flag in CUDA_ONLY):
+                print(f"| {name} | - | - | CUDA only |")
                 continue
             timing, waiting = time_variant(root, weights, extra, args)
             print(f"| {name} | {1 / timing.median:.2f} | {timing.median:.3f} ({timing.q1:.3f}-{timing.q3:.3f}) | "

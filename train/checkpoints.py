@@ -85,6 +85,10 @@ def generator_folder(path: Path) -> Path:
     return resolve_checkpoint(path) / "generator"
 
 
+IMPLEMENTATION_FLAGS = ("fused", "foreach", "capturable", "differentiable")
+"""Optimiser options that say how it computes, not what it learned: a restore keeps the live optimiser's."""
+
+
 def flatten_optimizer(optimizer: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """An optimiser's state dict as flat tensors (for safetensors) plus JSON-able metadata."""
     state = optimizer.state_dict()
@@ -109,6 +113,10 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, prefix: str, tensors: di
         index, name = key.removeprefix(prefix + "/state/").split("/", 1)
         state.setdefault(int(index), {})[name] = value
     groups = [{k: (tuple(v) if k == "betas" else v) for k, v in group.items()} for group in meta["param_groups"]]
+    # How the live optimiser runs (fused, capturable for a CUDA graph) is its own, not the checkpoint's: a CPU
+    # checkpoint continued on a GPU keeps the fused kernel, and its step counts move to the device when it needs.
+    for group, live in zip(groups, optimizer.param_groups):
+        group.update({key: live[key] for key in IMPLEMENTATION_FLAGS if key in live})
     optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 

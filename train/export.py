@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cartoon.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_generator
 from train import checkpoints
-from train.options import LOSS_WEIGHTS, SAVED_BEFORE
+from train.options import LOSS_WEIGHTS, SAVED_BEFORE, WEIGHT_NAMES
 
 CARD_TEMPLATE = """---
 library_name: cartoon
@@ -78,8 +78,8 @@ def lineage(state: dict, max_depth: int = 5) -> str:
 
 
 def model_card(state: dict, parameters: int, config: dict, data_note: str, notes: str = "") -> str:
-    defaults = {f"w_{name}": weight for name, weight in LOSS_WEIGHTS.items()}
-    options = {**defaults, **SAVED_BEFORE, "w_colour": 0.0, "w_chroma": 0.0, "w_surface_prior": 0.0, "w_cast": 0.0, "perceptual": "none (pretraining)", "structure": "none", "segments": "-",
+    defaults = {f"w_{name}": LOSS_WEIGHTS.get(name, 0.0) for name in WEIGHT_NAMES}
+    options = {**defaults, **SAVED_BEFORE, "perceptual": "none (pretraining)", "structure": "none", "segments": "-",
                **state.get("options", {})}
     metrics = state.get("metrics") or {}
     conditioning = "none: trained with fixed loss weights (the app's weight sliders drive the white-box mix only)"
@@ -106,9 +106,8 @@ def model_card(state: dict, parameters: int, config: dict, data_note: str, notes
     return CARD_TEMPLATE.format(
         parameters=parameters, step=state["step"], command=state["command"], hours=state.get("elapsed_s", 0) / 3600,
         metrics=metric_lines, lineage=lineage(state), conditioning=conditioning, smoothing=smoothing, face_factor=face_factor, notes=notes or "None.", data_note=data_note or "Not recorded.", **config,
-        **{k: options.get(k, "-") for k in ("batch_size", "patch_size", "w_surface", "w_texture", "w_structure",
-                                            "w_content", "w_tv", "w_colour", "w_chroma", "w_surface_prior", "w_cast", "perceptual", "structure", "segments", "lr", "beta1",
-                                            "beta2")},
+        **{k: options.get(k, "-") for k in ("batch_size", "patch_size", *(f"w_{name}" for name in WEIGHT_NAMES), "perceptual",
+                                            "structure", "segments", "lr", "beta1", "beta2")},
     )
 
 

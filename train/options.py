@@ -15,6 +15,10 @@ from typing import Any
 
 # The authors' code weights (train_code/train.py); the paper prints ten times the first four (issue #14 there).
 LOSS_WEIGHTS = {"surface": 0.1, "texture": 1.0, "structure": 200.0, "content": 200.0, "tv": 1e4}
+EXTRA_WEIGHTS = ("colour", "chroma", "surface_prior", "cast")
+"""G's loss weights that are not in the paper (``--w-<name>``, 0 = off)."""
+WEIGHT_NAMES = (*LOSS_WEIGHTS, *EXTRA_WEIGHTS)
+"""Every G loss weight, ``--w-<name>``: the trainer, the model card and the option list all read this one tuple."""
 TRAINING_COMMANDS = ("pretrain", "adversarial")
 SAVED_BEFORE = {"structure_smoothing_guide": "output"}
 """What options that older runs' saved options lack meant then (their default has changed since)."""
@@ -127,6 +131,10 @@ def _add_training_options(parser: argparse.ArgumentParser, adversarial: bool) ->
                            help="where structure targets are computed: host (scikit-image in --superpixel-workers "
                                 "processes) or device (batched SLIC in torch on the training device); auto: device "
                                 "on CUDA, host on the CPU (faster there)")
+        speed.add_argument("--cuda-graph", default="off", choices=["off", "on"],
+                           help="CUDA only: after 3 eager steps, record the fast step once as a CUDA graph and replay it "
+                                "(one launch instead of ~2,000 kernels: the GPU step is bound by launching them); needs "
+                                "--structure-on device and one process; a failed capture falls back to eager steps")
     speed.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
 
     output = parser.add_argument_group("output")
@@ -239,6 +247,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                 parser.error(f"--diffaugment: {error}")
         if getattr(args, "structure_on", "auto") == "device" and (args.structure != "slic" or args.literal):
             parser.error("--structure-on device needs SLIC targets (--structure slic) and the fast step (no --literal)")
+        if getattr(args, "cuda_graph", "off") == "on" and (args.literal or args.structure_on == "host"
+                                                          or args.device == "cpu"):
+            parser.error("--cuda-graph on needs CUDA, the fast step (no --literal) and the structure targets on the "
+                         "device (--structure-on auto or device)")
         if getattr(args, "init_discriminators", None) is not None and not args.init_discriminators.exists():
             parser.error(f"--init-discriminators: {args.init_discriminators} does not exist")
         if args.resume not in (None, "latest") and not Path(args.resume).is_dir():

@@ -13,6 +13,11 @@ Two step implementations compute the same losses:
   content and the structure loss; channels_last; bf16 autocast where the hardware has it (guided filters and
   losses stay fp32); D sees real and fake in one batch. The D step uses the G output of this iteration's
   forward (before G's update) rather than a third forward after it.
+
+A step's host-side choices (the colour-shift weights, the loss-conditional factors, the loss weights of a face
+step) are drawn before its device work and handed to it as one small tensor (:class:`StepDraws`): the fast step
+then reads no host value and waits for nothing, so that on CUDA it can be captured once as a CUDA graph and
+replayed (``--cuda-graph on``, :mod:`train.graphed_step`): one launch instead of some two thousand kernels.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import signal
 import time
 from contextlib import nullcontext
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,10 +44,11 @@ from cartoon.models import PatchDiscriminator, UNetGenerator
 from cartoon.models.generator import CONDITION_NAMES
 from cartoon.representations.structure import StructureParams, structure_batch
 from cartoon.representations.surface import SURFACE_EPS, SURFACE_RADIUS, guided_filter
-from cartoon.representations.texture import color_shift
+from cartoon.representations.texture import color_shift, sample_weights
 from train import checkpoints
 from train.augment import diff_augment, parse_policy
 from train.data import load_training_data
+from train.graphed_step import CapturedStep
 from train.logs import RunLog
 from train.losses import (
     cast_loss,
@@ -55,7 +62,7 @@ from train.losses import (
     total_variation,
     training_output,
 )
-from train.options import options_table, save_options, to_jsonable
+from train.options import WEIGHT_NAMES, options_table, save_options, to_jsonable
 from train.perceptual import load_perceptual, resolve_kind
 from train.superpixels import DeviceStructure, SuperpixelPool, resolve_structure_path, smooth_structure_target
 
@@ -68,12 +75,37 @@ class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; nothing is saved from that state."""
 
 
+@dataclass(frozen=True)
+class StepDraws:
+    """What one adversarial step chose on the host, as views of one float32 tensor on the device.
+
+    Attributes:
+        packed: ``(3 + L [+ 3],)``: the layout below, copied to the device in one transfer.
+        shift: ``(3,)`` the colour-shift channel weights (red, green, blue), normalised (texture representation).
+        loss_weights: ``(L,)`` G's weight for each of its losses, in :attr:`Trainer.g_loss_names` order, with this
+            step's loss-conditional and face factors applied.
+        condition: ``(3,)`` the logs of this step's surface, structure and texture factors (what a conditioned G
+            reads), or None for an unconditioned G.
+    """
+
+    packed: torch.Tensor
+    shift: torch.Tensor
+    loss_weights: torch.Tensor
+    condition: torch.Tensor | None
+
+    @classmethod
+    def unpack(cls, packed: torch.Tensor, losses: int, conditioned: bool) -> "StepDraws":
+        condition = packed[3 + losses : 6 + losses] if conditioned else None
+        return cls(packed, packed[:3], packed[3 : 3 + losses], condition)
+
+
 class Trainer:
     """One training run (pretrain or adversarial), built from parsed options."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.adversarial = args.command == "adversarial"
+        self.conditional = self.adversarial and getattr(args, "conditional", False)  # G sees its loss weights
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -97,9 +129,14 @@ class Trainer:
         self.data_rng = torch.Generator().manual_seed(args.seed * 1000 + self.rank)
         self.shift_rng = torch.Generator().manual_seed(args.seed * 1000 + 999)
         self.generator = self._build_generator()
+        self.cuda_graph = getattr(args, "cuda_graph", "off") == "on"
+        if self.cuda_graph and (self.device.type != "cuda" or self.literal or self.world > 1):
+            raise ValueError("--cuda-graph on needs CUDA, the fast step (no --literal) and one process")
         # On CUDA the fused Adam: one kernel per step instead of a foreach chain plus a host-side read of every
         # parameter's step count (the GPU step is bound by launching kernels: issue 14). The CPU keeps the default.
         self._adam_options = {"lr": args.lr, "betas": (args.beta1, args.beta2), "fused": True if self.device.type == "cuda" else None}
+        if self.cuda_graph:  # the step count lives on the device, so that a replayed step advances it
+            self._adam_options["capturable"] = True
         self.g_opt = torch.optim.Adam(self.generator.parameters(), **self._adam_options)
         if self.adversarial:
             self.d_surface = PatchDiscriminator(in_channels=3).to(self.device)
@@ -118,15 +155,16 @@ class Trainer:
             self.structure_on = resolve_structure_path(args.structure_on, self.device, self.literal, algorithm)
             if self.structure_on == "device":
                 self.superpixels = DeviceStructure(self.structure_params)
+            elif self.cuda_graph:
+                raise ValueError("--cuda-graph on needs the structure targets on the device (--structure-on device)")
             else:
                 self.superpixels = SuperpixelPool(self.structure_params, 0 if self.literal else args.superpixel_workers)
-            self.weights = {name: getattr(args, f"w_{name}")
-                            for name in ("surface", "texture", "structure", "content", "tv", "colour", "chroma",
-                                         "surface_prior", "cast")}
+            self.weights = {name: getattr(args, f"w_{name}") for name in WEIGHT_NAMES}
+            optional = [name for name in ("chroma", "surface_prior", "cast") if self.weights[name]]  # colour: always
+            self.g_loss_names = ("g_surface", "g_texture", "content", "tv", "colour", *optional, "structure")
             self.augment = parse_policy(args.diffaugment)
             self.augment_rng = torch.Generator(device=self.device).manual_seed(args.seed * 1000 + 7)
         self.condition_rng = torch.Generator().manual_seed(args.seed * 1000 + 11)
-        self._condition: torch.Tensor | None = None
         self._factors: dict[str, float] = {}
         self._face_step = False
         if self.channels_last:
@@ -138,6 +176,10 @@ class Trainer:
         if self.adversarial:
             self.d_surface_train = self._wrap(self.d_surface)
             self.d_texture_train = self._wrap(self.d_texture)
+        self._captured: CapturedStep | None = None
+        if self.cuda_graph and self.adversarial:
+            self._captured = CapturedStep(self._captured_body, generators=(self.augment_rng,),
+                                          on_failure=lambda: self._set_discriminators_trainable(True))
 
     # ------------------------------------------------------------------------------------------ building
     def _build_generator(self) -> UNetGenerator:
@@ -157,16 +199,36 @@ class Trainer:
                                       condition_dim=len(CONDITION_NAMES) if conditional else 0)
         return generator.to(self.device).train()
 
-    def _draw_condition(self, batch: int) -> None:
+    def _draw_condition(self) -> list[float]:
         """Loss-conditional training: this step's weight factors for the surface, structure and texture losses,
-        log-uniform in ``[1/r, r]`` (``--condition-range r``), one draw per batch; G sees their logs."""
-        if not getattr(self.args, "conditional", False) or not self.adversarial:
-            self._condition, self._factors = None, {}
-            return
+        log-uniform in ``[1/r, r]`` (``--condition-range r``), one draw per batch (``self._factors``); returns
+        their logs, what G sees ([] for an unconditioned G)."""
+        if not self.conditional:
+            self._factors = {}
+            return []
         spread = float(np.log(self.args.condition_range))
-        logs = (torch.rand(len(CONDITION_NAMES), generator=self.condition_rng, dtype=torch.float64) * 2 - 1) * spread
-        self._factors = {name: float(np.exp(value)) for name, value in zip(CONDITION_NAMES, logs.tolist())}
-        self._condition = logs.float().to(self.device, non_blocking=True).expand(batch, -1).contiguous()
+        logs = ((torch.rand(len(CONDITION_NAMES), generator=self.condition_rng, dtype=torch.float64) * 2 - 1) * spread).tolist()
+        self._factors = {name: float(np.exp(value)) for name, value in zip(CONDITION_NAMES, logs)}
+        return logs
+
+    def _draw(self, faces: bool) -> StepDraws:
+        """This adversarial step's host-side choices, in one transfer to the device: the condition (its factors
+        set the loss weights), the colour shift, and G's loss weights (face factors applied when ``faces``)."""
+        self._face_step = faces
+        logs = self._draw_condition()
+        shift = sample_weights(self.shift_rng)
+        weights = self._loss_weights(self.g_loss_names)
+        host = torch.tensor([value / sum(shift) for value in shift] + list(weights.values()) + logs, dtype=torch.float32)
+        if self.device.type == "cuda":  # pinned: the copy runs behind the queued work, the host goes on
+            host = host.pin_memory()
+        packed = host.to(self.device, non_blocking=True)
+        return StepDraws.unpack(packed, len(self.g_loss_names), self.conditional)
+
+    def _expand_condition(self, draws: StepDraws | None, batch: int) -> torch.Tensor | None:
+        """G's condition input ``(B, 3)`` for this step, or None (pretraining, an unconditioned G)."""
+        if draws is None or draws.condition is None:
+            return None
+        return draws.condition.expand(batch, -1)
 
     def _modules(self) -> list[torch.nn.Module]:
         modules: list[torch.nn.Module] = [self.generator]
@@ -194,39 +256,51 @@ class Trainer:
         """One iteration on ``{"photo": (B,3,H,W)[, "cartoon": ...]}`` in [-1, 1]; returns the named losses as
         detached 0-d tensors on the device (reading them is the caller's choice: it waits for the device).
         ``faces``: the batch comes from the face folders (``--face-structure-factor`` applies)."""
-        self._face_step = faces
         photo = self._prepare(batch["photo"])
-        self._draw_condition(photo.shape[0])
         if not self.adversarial:
-            return self._pretrain_step(photo)
-        cartoon = self._prepare(batch["cartoon"])
-        if self.step_index < getattr(self.args, "d_warmup", 0):  # --d-warmup: the Ds learn, G is not updated
-            return {name: value.detach() for name, value in self._discriminator_update(photo, cartoon).items()}
-        return self._literal_step(photo, cartoon) if self.literal else self._fast_step(photo, cartoon)
+            losses = self._pretrain_step(photo)
+        else:
+            cartoon = self._prepare(batch["cartoon"])
+            draws = self._draw(faces)
+            if self.step_index < getattr(self.args, "d_warmup", 0):  # --d-warmup: the Ds learn, G is not updated
+                losses = self._discriminator_update(photo, cartoon, draws)
+            elif self.literal:
+                losses = self._literal_step(photo, cartoon, draws)
+            elif self._captured is not None:
+                losses = self._captured(photo, cartoon, draws.packed)
+            else:
+                losses = self._fast_step(photo, cartoon, draws)
+        losses = {name: value.detach() for name, value in losses.items()}
+        self._check_finite(losses)
+        return losses
 
-    def _discriminator_update(self, photo: torch.Tensor, cartoon: torch.Tensor) -> dict[str, torch.Tensor]:
-        """A D step on a fresh output of the current G (no gradient to G) with a fresh colour shift: the literal
-        step's third part, and every ``--d-warmup`` step."""
+    def _captured_body(self, photo: torch.Tensor, cartoon: torch.Tensor, packed: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The fast step as :class:`CapturedStep` records it: every input a tensor on the device."""
+        draws = StepDraws.unpack(packed, len(self.g_loss_names), self.conditional)
+        return self._fast_step(photo, cartoon, draws)
+
+    def _discriminator_update(self, photo: torch.Tensor, cartoon: torch.Tensor, draws: StepDraws) -> dict[str, torch.Tensor]:
+        """A D step on a fresh output of the current G (no gradient to G), colour-shifted with ``draws.shift``:
+        every ``--d-warmup`` step, and the literal step's third part (with a fresh draw)."""
         with torch.no_grad():
-            output = self._filtered_output(photo)
-        gray_fake, gray_cartoon = color_shift(output, cartoon.float(), generator=self.shift_rng)
+            output = self._filtered_output(photo, draws)
+        gray_fake, gray_cartoon = color_shift(output, cartoon.float(), weights=draws.shift)
         return self._discriminator_step(self._surface(cartoon.float()), self._surface(output), gray_cartoon, gray_fake)
 
     def _pretrain_step(self, photo: torch.Tensor) -> dict[str, torch.Tensor]:
         with self._autocast():
-            output = self.g_train(photo, self._condition)
+            output = self.g_train(photo, None)
         loss = reconstruction_l1(output, photo)
-        self._check_finite({"reconstruction": loss})
         self.g_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.g_opt.step()
-        return {"reconstruction": loss.detach()}
+        return {"reconstruction": loss}
 
-    def _filtered_output(self, photo: torch.Tensor) -> torch.Tensor:
+    def _filtered_output(self, photo: torch.Tensor, draws: StepDraws | None) -> torch.Tensor:
         """``guided_filter(x, G(x), r=1, eps=1e-2)``: what every loss sees (the authors' training graph); G under
-        autocast, the filter in fp32."""
+        autocast (conditioned on ``draws.condition`` when it is), the filter in fp32."""
         with self._autocast():
-            raw = self.g_train(photo, self._condition)
+            raw = self.g_train(photo, self._expand_condition(draws, photo.shape[0]))
         return training_output(photo, raw)
 
     def _surface(self, x: torch.Tensor) -> torch.Tensor:
@@ -246,7 +320,6 @@ class Trainer:
         d_surface = discriminator_loss(surface_scores[:batch], surface_scores[batch:])
         d_texture = discriminator_loss(texture_scores[:batch], texture_scores[batch:])
         total = d_surface + d_texture
-        self._check_finite({"d_surface": d_surface, "d_texture": d_texture})
         self.d_opt.zero_grad(set_to_none=True)
         total.backward()
         self.d_opt.step()
@@ -263,10 +336,10 @@ class Trainer:
             self.d_surface.requires_grad_(trainable)
             self.d_texture.requires_grad_(trainable)
 
-    def _fast_step(self, photo: torch.Tensor, cartoon: torch.Tensor) -> dict[str, torch.Tensor]:
-        output = self._filtered_output(photo)
+    def _fast_step(self, photo: torch.Tensor, cartoon: torch.Tensor, draws: StepDraws) -> dict[str, torch.Tensor]:
+        output = self._filtered_output(photo, draws)
         pending = self.superpixels.submit(output)  # runs in the workers while we go on
-        gray_fake, gray_cartoon = color_shift(output, cartoon.float(), generator=self.shift_rng)
+        gray_fake, gray_cartoon = color_shift(output, cartoon.float(), weights=draws.shift)
         with torch.no_grad(), self._autocast():
             vgg_photo = self.perceptual(photo)
         with self._autocast():
@@ -279,7 +352,8 @@ class Trainer:
                 return self.perceptual(target)
 
         losses = self._generator_update(self._generator_losses(
-            photo, output, blur_fake, gray_fake, (vgg_output, vgg_photo), vgg_output, structure_features))
+            photo, output, blur_fake, gray_fake, (vgg_output, vgg_photo), vgg_output, structure_features),
+            draws.loss_weights)
         d_losses = self._discriminator_step(self._surface(cartoon.float()), blur_fake, gray_cartoon, gray_fake)
         return {name: value.detach() for name, value in {**losses, **d_losses}.items()}
 
@@ -314,8 +388,10 @@ class Trainer:
         losses["structure"] = feature_l1(output_features, structure_features())
         return losses
 
-    def _generator_update(self, losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Weight the G losses (the trainer's job, never a loss's), check them, step G, unfreeze the Ds."""
+    def _loss_weights(self, names: tuple[str, ...]) -> dict[str, float]:
+        """G's weight for each loss in ``names``, this step's loss-conditional and face factors applied (the
+        trainer's job, never a loss's); ``g_surface`` and ``g_texture`` count at the surface and texture weights,
+        as in :mod:`train.loss_gradients`."""
         w = {**self.weights}
         for name, factor in self._factors.items():  # loss-conditional training scales the three representations
             w[name] *= factor
@@ -326,41 +402,51 @@ class Trainer:
         if self._face_step:
             w["structure"] *= getattr(self.args, "face_structure_factor", 1.0)
             w["surface_prior"] *= getattr(self.args, "face_prior_factor", 1.0)
-        # Every loss counts at its weight (g_surface and g_texture at the surface and texture weights), as in
-        # train.loss_gradients: an optional term joins by being computed in _generator_losses.
-        g_total = sum(w[name.removeprefix("g_")] * loss for name, loss in losses.items())
+        return {name: w[name.removeprefix("g_")] for name in names}
+
+    def _generator_update(self, losses: dict[str, torch.Tensor], weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """G's total, every loss at its weight (``weights``: ``(len(losses),)`` in ``losses`` order, on the device;
+        None: this step's :meth:`_loss_weights`), then a step of G, and the Ds unfrozen. An optional term joins
+        by being computed in :meth:`_generator_losses`."""
+        stacked = torch.stack([loss.float() for loss in losses.values()])
+        if weights is None:
+            weights = torch.tensor(list(self._loss_weights(tuple(losses)).values()), device=stacked.device)
+        g_total = (stacked * weights).sum()
         losses = {**losses, "g_total": g_total}
-        self._check_finite(losses)
         self.g_opt.zero_grad(set_to_none=True)
         g_total.backward()
         self.g_opt.step()
         self._set_discriminators_trainable(True)
         return losses
 
-    def _literal_step(self, photo: torch.Tensor, cartoon: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _literal_step(self, photo: torch.Tensor, cartoon: torch.Tensor, draws: StepDraws) -> dict[str, torch.Tensor]:
         # 1. The authors' first sess.run: G's output only, for the superpixel target (inline).
         with torch.no_grad():
-            first_output = self._filtered_output(photo)
+            first_output = self._filtered_output(photo, draws)
             superpixels = structure_batch(first_output, self.structure_params)
             structure_target = self._smoothed_structure(photo, first_output, superpixels)
         # 2. The G step: a new forward, VGG once per loss.
-        output = self._filtered_output(photo)
-        gray_fake, _ = color_shift(output, cartoon, generator=self.shift_rng)
+        output = self._filtered_output(photo, draws)
+        gray_fake, _ = color_shift(output, cartoon, weights=draws.shift)
         vgg_photo = self.perceptual(photo)
         vgg_output_content = self.perceptual(output)
         vgg_output_structure = self.perceptual(output)
         vgg_structure = self.perceptual(structure_target)
         losses = self._generator_update(self._generator_losses(
             photo, output, self._surface(output), gray_fake, (vgg_output_content, vgg_photo), vgg_output_structure,
-            lambda: vgg_structure))
+            lambda: vgg_structure), draws.loss_weights)
         # 3. The D step: a third forward of the updated G, a fresh colour shift.
-        d_losses = self._discriminator_update(photo, cartoon)
+        d_losses = self._discriminator_update(photo, cartoon, replace(draws, shift=self._draw_shift()))
         return {name: value.detach() for name, value in {**losses, **d_losses}.items()}
+
+    def _draw_shift(self) -> torch.Tensor:
+        """A fresh colour shift ``(3,)`` on the device (the literal step's D part draws its own)."""
+        return torch.tensor(sample_weights(self.shift_rng), dtype=torch.float32).to(self.device)
 
     def _check_finite(self, losses: dict[str, torch.Tensor]) -> None:
         """Note whether this step's losses are finite, without waiting for the device: :meth:`verify_finite`
         (at log and save steps) reads all the notes at once."""
-        flags = torch.isfinite(torch.stack([value.detach() for value in losses.values()]))  # 0-d losses: 2 kernels
+        flags = torch.isfinite(torch.stack([value.float() for value in losses.values()]))  # 0-d losses: 2 kernels
         self._unchecked.append((self.step_index + 1, tuple(losses), flags))
 
     def verify_finite(self) -> None:
@@ -486,7 +572,8 @@ class Trainer:
         if self.adversarial:
             structure = (", structure targets on the device" if self.structure_on == "device" else
                          f", {0 if self.literal else self.args.superpixel_workers} superpixel workers")
-        path = "literal" if self.literal else f"fast (bf16={'on' if self.bf16 else 'off'}, channels_last{structure})"
+        graph = ", one CUDA graph after 3 eager steps" if self._captured is not None else ""
+        path = "literal" if self.literal else f"fast (bf16={'on' if self.bf16 else 'off'}, channels_last{structure}{graph})"
         where = "on the device" if images_on_device and self.device.type != "cpu" else "in host memory"
         perceptual = f", perceptual: {self.perceptual.name}" if self.adversarial else ""
         return (f"held out {held_out}, batch {self.args.batch_size}x{self.args.patch_size}^2 x {self.world} process(es), "

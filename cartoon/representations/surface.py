@@ -68,6 +68,11 @@ def guided_filter(x: torch.Tensor, y: torch.Tensor, r: int, eps: float) -> torch
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)
     if x.device.type == "cpu" and not needs_grad and x.shape[1] == y.shape[1] == 3:
         return _guided_filter_opencv(x, y, r, eps)
+    return _guided_filter_torch(x, y, r, eps)
+
+
+def _guided_filter_torch(x: torch.Tensor, y: torch.Tensor, r: int, eps: float) -> torch.Tensor:
+    """:func:`guided_filter` in torch ops (autograd, any device), arguments checked."""
     # Box means of all four maps in one pass each (NCHW: avg_pool is ~2x slower on channels_last).
     x, y = x.contiguous(), y.contiguous()
     c_x, c_y = x.shape[1], y.shape[1]

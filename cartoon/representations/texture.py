@@ -56,14 +56,16 @@ def check_shift_weights(weights: ShiftWeights | tuple[float, float, float]) -> S
 
 def color_shift(
     *images: torch.Tensor,
-    weights: ShiftWeights | tuple[float, float, float] | None = None,
+    weights: ShiftWeights | tuple[float, float, float] | torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """Colour-shift each image to one channel, all with the same weights (the authors draw once per batch).
 
     Args:
         *images: ``(B, 3, H, W)`` RGB tensors in ``[-1, 1]`` (e.g. the generated and the cartoon batch).
-        weights: RGB channel weights; ``None`` draws them with ``generator`` from :data:`WEIGHT_RANGES`.
+        weights: RGB channel weights; ``None`` draws them with ``generator`` from :data:`WEIGHT_RANGES`. A ``(3,)``
+            tensor on the images' device is used as it is, unchecked (drawn beforehand: the trainer's step reads no
+            host value, so that it can be captured as a CUDA graph).
         generator: randomness for the draw; randomness is always an argument, the global RNG is never seeded.
 
     Returns:
@@ -74,13 +76,15 @@ def color_shift(
         >>> gray.shape, gray.dtype
         (torch.Size([2, 1, 8, 8]), torch.float32)
     """
-    w = check_shift_weights(sample_weights(generator) if weights is None else weights)
-    total = sum(w)
+    if isinstance(weights, torch.Tensor):
+        normalised = weights / weights.sum()
+    else:
+        w = check_shift_weights(sample_weights(generator) if weights is None else weights)
+        normalised = torch.tensor([w.red, w.green, w.blue], dtype=torch.float64) / sum(w)
     outputs = []
     for x in images:
         check_tensor_image(x)
-        kernel = torch.tensor([w.red / total, w.green / total, w.blue / total], dtype=x.dtype)
-        kernel = kernel.to(x.device, non_blocking=True)  # a blocking copy would wait for the device every step
+        kernel = normalised.to(x.device, x.dtype, non_blocking=True)  # a blocking copy would wait for the device
         outputs.append((x * kernel.view(1, 3, 1, 1)).sum(dim=1, keepdim=True))
     return tuple(outputs)
 

@@ -182,6 +182,21 @@ def test_optimizer_round_trip(tmp_path):
     assert all(torch.equal(a["state"][0][k], b["state"][0][k]) for k in a["state"][0])
 
 
+def test_a_restored_optimizer_keeps_its_own_implementation():
+    """A checkpoint's moments and hyper-parameters, but the live optimiser's way of computing (a CPU run continued
+    on a GPU keeps fused Adam; a CUDA-graph run keeps capturable): what the checkpoint saved of that is not taken."""
+    model = torch.nn.Linear(3, 2)
+    saved = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=False)
+    model(torch.rand(4, 3)).sum().backward()
+    saved.step()
+    tensors, meta = checkpoints.flatten_optimizer(saved, "g")
+    live = torch.optim.Adam(model.parameters(), lr=5.0, foreach=True, differentiable=False)
+    checkpoints.restore_optimizer(live, "g", tensors, meta)
+    group = live.param_groups[0]
+    assert group["foreach"] is True and group["lr"] == 1e-3
+    assert torch.equal(live.state[model.weight]["exp_avg"], saved.state[model.weight]["exp_avg"])
+
+
 def test_frechet_distance_is_zero_for_the_same_set_and_grows_with_the_mean_shift():
     from train.evaluate import frechet_distance
 

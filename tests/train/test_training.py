@@ -19,7 +19,7 @@ from train import checkpoints
 from train.__main__ import main
 from train.data import list_images, load_training_data
 from train.losses import grey_variation
-from train.options import parse
+from train.options import EXTRA_WEIGHTS, parse
 from tests.train.conftest import ROOT, run_module, tiny_args
 
 
@@ -193,6 +193,7 @@ def test_paper_loss_weight_defaults():
     args = parse(["adversarial", "--photos", "p", "--cartoons", "c"])
     assert (args.w_surface, args.w_texture, args.w_structure, args.w_content, args.w_tv) == (0.1, 1.0, 200.0, 200.0, 1e4)
     assert (args.lr, args.beta1, args.beta2, args.batch_size, args.patch_size) == (2e-4, 0.5, 0.99, 16, 256)
+    assert all(getattr(args, f"w_{name}") == 0.0 for name in EXTRA_WEIGHTS)  # each has its option, off by default
 
 
 def test_bad_options_are_refused():
@@ -538,3 +539,89 @@ def test_loss_gradient_report_covers_every_weighted_loss_and_smoothing_terms_rem
     assert rows["tv"]["grey cos"] < 0 and rows["tv"]["colour cos"] < 0 and rows["chroma"]["colour cos"] < 0
     assert report_main([str(run), "--crops", "2"]) == 0
     assert "| chroma |" in capsys.readouterr().out
+
+
+def _step_inputs(trainer, faces: bool = False):
+    data = load_training_data(trainer.args)
+    batch = data.batch(0, trainer.args.batch_size, trainer.args.patch_size, trainer.data_rng)
+    return trainer._prepare(batch["photo"]), trainer._prepare(batch["cartoon"]), trainer._draw(faces)
+
+
+def test_the_fast_step_reads_no_host_value_so_that_a_cuda_graph_can_replay_it(tiny_data, tmp_path, monkeypatch):
+    """What ``--cuda-graph on`` records must hold no host value, checked here on the CPU: the step body (device
+    structure targets, conditioned G, every optional loss) reads no device value on the host, builds no tensor
+    from host values and draws from no host generator (its optimisers aside: on CUDA they are capturable)."""
+    from train.graphed_step import HostTraffic
+    from train.trainer import Trainer
+
+    import importlib
+
+    surface = importlib.import_module("cartoon.representations.surface")  # the module (the package exports a function)
+    # On CUDA the guided filter is torch ops; on the CPU a no-grad call goes through OpenCV: take CUDA's path here.
+    monkeypatch.setattr(surface, "_guided_filter_opencv", surface._guided_filter_torch)
+    options = dict(structure_on="device", conditional=True, w_chroma=1, w_surface_prior=1, w_cast=1, structure_smoothing=0.03)
+    trainer = Trainer(parse(tiny_args(tiny_data, tmp_path / "run", **options)))
+    photo, cartoon, draws = _step_inputs(trainer)
+    trainer._captured_body(photo, cartoon, draws.packed)  # the first call builds the cached constants
+    rngs = (trainer.shift_rng, trainer.condition_rng, trainer.data_rng)
+    before = [g.get_state() for g in rngs] + [torch.get_rng_state()]
+    with HostTraffic() as traffic:
+        for optimizer in (trainer.g_opt, trainer.d_opt):
+            monkeypatch.setattr(optimizer, "step", lambda _step=optimizer.step: _run_outside(traffic, _step))
+        losses = trainer._captured_body(photo, cartoon, draws.packed)
+    assert traffic.events == []
+    assert all(torch.equal(a, g.get_state()) for a, g in zip(before, rngs)) and torch.equal(before[-1], torch.get_rng_state())
+    assert set(losses) >= {"g_total", "structure", "chroma", "surface_prior", "cast", "d_surface", "d_texture"}
+    # The checker is not blind: a host read in the body is reported with its place.
+    with HostTraffic() as traffic:
+        float(losses["g_total"])
+        torch.tensor([1.0])
+    assert [op for op, _ in traffic.events] == ["__float__", "lift_fresh"]
+    assert traffic.events[0][1].startswith("train/test_training.py:")
+
+
+def _run_outside(traffic, step):
+    from train.graphed_step import outside
+
+    with outside(traffic):
+        return step()
+
+
+def test_the_step_takes_what_varies_from_its_draws(tiny_data, tmp_path):
+    """Everything a replayed step must vary comes in the draws tensor: the colour shift changes the texture loss,
+    the loss weights change G's total and nothing else, the condition changes G's output."""
+    from train.trainer import Trainer
+
+    def first_losses(edit) -> dict[str, float]:
+        trainer = Trainer(parse(tiny_args(tiny_data, tmp_path / "run", structure_on="device", conditional=True)))
+        with torch.no_grad():  # a FiLM that responds (a new one starts as the identity)
+            torch.nn.init.normal_(trainer.generator.conditioning.mlp[-1].weight, std=0.5, generator=torch.Generator().manual_seed(1))
+        photo, cartoon, draws = _step_inputs(trainer)
+        packed = draws.packed.clone()
+        edit(packed, len(trainer.g_loss_names))
+        return {name: float(value) for name, value in trainer._captured_body(photo, cartoon, packed).items()}
+
+    base = first_losses(lambda packed, n: None)
+    assert first_losses(lambda packed, n: packed[:3].copy_(torch.tensor([1.0, 0.0, 0.0])))["g_texture"] != base["g_texture"]
+    weighted = first_losses(lambda packed, n: packed[3 : 3 + n].mul_(2))
+    assert weighted["g_total"] == pytest.approx(2 * base["g_total"], rel=1e-5)
+    assert all(weighted[name] == base[name] for name in ("g_surface", "g_texture", "content", "structure"))
+    steered = first_losses(lambda packed, n: packed[3 + n :].fill_(1.0))
+    assert steered["content"] != base["content"] and steered["colour"] != base["colour"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (the CPU checks are the two tests above)")
+def test_cuda_graph_steps_train_like_eager_steps(tiny_data, tmp_path):
+    """``--cuda-graph on``: 3 eager steps, then the captured step replayed; its losses follow the eager run's from the
+    same seed (up to the device's non-deterministic sums), and they change from step to step (nothing frozen)."""
+    runs = {}
+    for name, graph in (("eager", "off"), ("graph", "on")):
+        assert main(tiny_args(tiny_data, tmp_path / name, steps=8, structure_on="device", device="cuda",
+                              conditional=True, w_chroma=1, cuda_graph=graph)) == 0
+        runs[name] = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+    for eager, graph in zip(runs["eager"], runs["graph"]):
+        for key in ("g_surface", "g_texture", "content", "structure", "g_total", "d_surface", "d_texture"):
+            assert graph[key] == pytest.approx(eager[key], rel=0.05, abs=1e-6), (eager["step"], key)
+    replayed = runs["graph"][4:]
+    assert len({record["g_texture"] for record in replayed}) == len(replayed)
+    assert len({record["g_total"] for record in replayed}) == len(replayed)
