@@ -84,6 +84,10 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true",
                         help="also the fp16 network through torch.compile (reduce-overhead: fused elementwise kernels "
                              "replayed as CUDA graphs; CUDA only; compiles for a minute or more)")
+    parser.add_argument("--compile-mode", default="reduce-overhead",
+                        choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+                        help="torch.compile's mode for --compile (max-autotune also times Triton convolution templates "
+                             "against cuDNN's, for several minutes)")
     add_json_option(parser)
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -127,12 +131,12 @@ def main() -> None:
             variants["fp16, channels_last, CUDA graph"] = graphed(model, x, torch.float16)
             variants["fp16 weights, channels_last, CUDA graph"] = graphed(half, x_half, None)
         if args.compile and device.type == "cuda":
-            compiled = torch.compile(half, mode="reduce-overhead")
+            compiled = torch.compile(half, mode=args.compile_mode)
 
             def run_compiled() -> None:
                 with torch.inference_mode():
                     compiled(x_half)
-            variants["fp16 weights, torch.compile reduce-overhead"] = run_compiled
+            variants[f"fp16 weights, torch.compile {args.compile_mode}"] = run_compiled
         for name, run in variants.items():
             try:
                 timing = measure(run, args.repeat, warmup=3, sync=device.type == "cuda")

@@ -245,7 +245,9 @@ class Trainer:
     def _autocast(self):
         if not self.bf16:
             return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        # No weight-cast cache under a CUDA graph (PyTorch's advice for capturing autocast regions): each cast is
+        # then a kernel the graph records, never a tensor kept from one region to the next.
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, cache_enabled=not self.cuda_graph)
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
