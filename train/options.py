@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -247,10 +248,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                 parser.error(f"--diffaugment: {error}")
         if getattr(args, "structure_on", "auto") == "device" and (args.structure != "slic" or args.literal):
             parser.error("--structure-on device needs SLIC targets (--structure slic) and the fast step (no --literal)")
-        if getattr(args, "cuda_graph", "off") == "on" and (args.literal or args.structure_on == "host"
-                                                          or args.device == "cpu"):
-            parser.error("--cuda-graph on needs CUDA, the fast step (no --literal) and the structure targets on the "
-                         "device (--structure-on auto or device)")
+        if getattr(args, "cuda_graph", "off") == "on":
+            import torch
+
+            on_cuda = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
+            if args.literal or args.structure_on == "host" or not on_cuda or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                parser.error("--cuda-graph on needs a CUDA device, the fast step (no --literal), the structure targets "
+                             "on the device (--structure-on auto or device) and one process")
         if getattr(args, "init_discriminators", None) is not None and not args.init_discriminators.exists():
             parser.error(f"--init-discriminators: {args.init_discriminators} does not exist")
         if args.resume not in (None, "latest") and not Path(args.resume).is_dir():

@@ -574,7 +574,7 @@ class Trainer:
         if self.adversarial:
             structure = (", structure targets on the device" if self.structure_on == "device" else
                          f", {0 if self.literal else self.args.superpixel_workers} superpixel workers")
-        graph = ", one CUDA graph after 3 eager steps" if self._captured is not None else ""
+        graph = f", one CUDA graph after {self._captured.warmup} eager steps" if self._captured is not None else ""
         path = "literal" if self.literal else f"fast (bf16={'on' if self.bf16 else 'off'}, channels_last{structure}{graph})"
         where = "on the device" if images_on_device and self.device.type != "cpu" else "in host memory"
         perceptual = f", perceptual: {self.perceptual.name}" if self.adversarial else ""

@@ -197,6 +197,9 @@ def test_paper_loss_weight_defaults():
 
 
 def test_bad_options_are_refused():
+    for device in ("cpu", "auto") if not torch.cuda.is_available() else ("cpu",):  # a CUDA graph needs a GPU
+        with pytest.raises(SystemExit):
+            parse(["adversarial", "--photos", "p", "--cartoons", "c", "--cuda-graph", "on", "--device", device])
     with pytest.raises(SystemExit):
         parse(["pretrain", "--photos", "p", "--patch-size", "30"])
     with pytest.raises(SystemExit):
