@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The training-step table on a lent GPU, as one prepared device call (issue 14; ../shared/gpu.md):
 #   run: bash benchmarks/gpu_train_step.sh            (timeout_s ~ 540; results in $OUT)
-# First the CUDA-only test (no pytest-xdist there: the suite's -n is dropped) that the step replayed as a CUDA graph trains like the eager step (pytest is not on that
-# machine: its wheels travel in .whl/, which git ignores; carry [".whl"]):
+# First the CUDA-only test that the step replayed as a CUDA graph trains like the eager step (pytest is not on that
+# machine: its wheels travel in .whl/, which git ignores; carry [".whl"]; no pytest-xdist there: the suite's -n is
+# dropped with -o addopts=""):
 #   here: pip download -q --only-binary=:all: --python-version 3.12 --implementation py --platform any -d .whl pytest==9.0.3
-# ONLY="device" times only the variants whose name holds that text (comma-separated), as train_step.py --only.
+# ONLY="device" times only the variants whose name holds that text ('|' between several), as train_step.py --only.
 # Tried first on the CPU with tiny settings:  DEVICE=cpu PATCH=64 BATCH=2 STEPS=2 bash benchmarks/gpu_train_step.sh
 set -u
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1

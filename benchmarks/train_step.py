@@ -2,7 +2,7 @@
 
     python benchmarks/train_step.py [--device cpu|cuda] [--patch 128] [--batch 8] [--steps 8] [--warmup 2]
                                     [--vgg-weights weights/vgg16_features.safetensors] [--json PATH]
-                                    [--profile N] [--sync-check N] [--only TEXT,...]
+                                    [--profile N] [--sync-check N] [--only 'TEXT|...']
 
 Prints steps/s per variant and the share of each step spent waiting for its structure targets (the host
 pool: blocked on the workers; the device path: its kernels, timed with the device synchronised around them,
@@ -176,7 +176,9 @@ def main() -> None:
     parser.add_argument("--profile", type=int, default=0, help="profile this many more steps of each variant")
     parser.add_argument("--sync-check", type=int, default=0,
                         help="CUDA: this many more steps with torch's sync debug mode on; prints where the step waits")
-    parser.add_argument("--only", default=None, help="comma-separated texts: run only the variants whose name contains one of them")
+    parser.add_argument("--only", default=None,
+                        help="texts separated by '|' (variant names hold commas): run only the variants whose name "
+                             "contains one of them, e.g. 'bf16, host superpixels (2 workers)|CUDA graph'")
     parser.add_argument("--vgg-weights", type=Path, default=Path("weights/vgg16_features.safetensors"))
     add_json_option(parser)
     args = parser.parse_args()
@@ -195,7 +197,7 @@ def main() -> None:
               f"{info['cuda'] or 'no GPU'} | torch {info['torch']} | {info['threads']} threads | {info['cpus']} CPUs")
         print("| variant | steps/s (median) | s/step: median (quartiles) | waiting for structure |\n|---|---|---|---|")
         for name, extra in VARIANTS.items():
-            if args.only and not any(text in name for text in args.only.split(",")):
+            if args.only and not any(text in name for text in args.only.split("|")):
                 continue
             if args.device == "cpu" and any(flag in extra for flag in CUDA_ONLY):
                 print(f"| {name} | - | - | CUDA only |")

@@ -36,7 +36,7 @@ bench() {  # name, timeout, --only texts, more options
     | grep -v -E "Warning|warn\(|USDT" >> "$LOG"
   say "benchmark $1 exit ${PIPESTATUS[0]}"
 }
-bench train_step 90 "pretrain,structure on the device (torch SLIC)"
+bench train_step 90 "pretrain|structure on the device (torch SLIC)"
 # Where the adversarial step's time goes (host vs device, kernels per step). torch.compile of G, Ds and VGG was
 # tried on 2026-11-25 and had not warmed up after 75 s: COMPILE=1 tries it again.
 bench train_step_profile 60 "structure on the device (torch SLIC)" "--profile 3 --sync-check 3"
