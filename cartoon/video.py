@@ -164,10 +164,12 @@ class Stabilizer:
             raise ValueError(f"strength must be in [0, 1), got {strength}")
         self.strength, self.tolerance = strength, tolerance
         self._per_thread = threading.local()  # each thread's DIS instance (not thread-safe)
-        self._previous: tuple[np.ndarray, np.ndarray] | None = None  # (grey input, output)
+        # The previous output and its grey input as one (H, W, 4) image: one remap warps both.
+        self._previous: np.ndarray | None = None
         self._grid: np.ndarray | None = None  # (H, W, 2) pixel coordinates, kept per frame size
-        errors = np.arange(256, dtype=np.float32)  # the blend weight of each grey-level error
+        errors = np.arange(256, dtype=np.float32)  # the blend weight of each grey-level error, as 256-entry tables
         self._weights = (strength * np.clip(1.0 - errors / tolerance, 0.0, 1.0)).astype(np.float32)
+        self._keeps = 1.0 - self._weights  # the current cartoon's share
 
     def flow(self, grey: np.ndarray, previous_grey: np.ndarray) -> np.ndarray:
         """``(H, W, 2)`` float32: where each pixel of ``grey`` was in ``previous_grey`` (both ``(H, W)`` uint8)."""
@@ -180,27 +182,30 @@ class Stabilizer:
         """One frame: ``photo`` and its ``cartoon``, both ``(H, W, 3)`` uint8; returns the stabilised cartoon."""
         grey = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
         previous = self._previous
-        flow = self.flow(grey, previous[0]) if previous is not None and previous[0].shape == grey.shape else None
+        same_size = previous is not None and previous.shape[:2] == grey.shape
+        flow = self.flow(grey, cv2.extractChannel(previous, 3)) if same_size else None
         return self.blend(grey, cartoon, flow)
 
     def blend(self, grey: np.ndarray, cartoon: np.ndarray, flow: np.ndarray | None) -> np.ndarray:
         """One frame, its flow to the previous input given (:meth:`flow`; ``None`` for a clip's first frame):
         ``grey`` ``(H, W)`` and ``cartoon`` ``(H, W, 3)`` uint8 -> the stabilised cartoon."""
-        if flow is None or self._previous is None or self._previous[0].shape != grey.shape:
-            self._previous = (grey, cartoon)
+        if flow is None or self._previous is None or self._previous.shape[:2] != grey.shape:
+            self._remember(grey, cartoon)
             return cartoon
-        previous_grey, previous_cartoon = self._previous
         height, width = grey.shape
         if self._grid is None or self._grid.shape[:2] != grey.shape:
             self._grid = np.dstack(np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)))
         where = cv2.add(self._grid, flow)  # (H, W, 2): where each pixel was in the previous frame
-        warped_cartoon, warped_grey = (cv2.remap(image, where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-                                       for image in (previous_cartoon, previous_grey))
-        weight = self._weights[cv2.absdiff(grey, warped_grey)]  # (H, W) float32, by a 256-entry table
+        warped = cv2.remap(self._previous, where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        error = cv2.absdiff(grey, cv2.extractChannel(warped, 3))
         # OpenCV's per-pixel blend: one multithreaded pass with uint8 rounding (NumPy's float passes took 3x as long).
-        out = cv2.blendLinear(warped_cartoon, cartoon, weight, 1.0 - weight)
-        self._previous = (grey, out)
+        out = cv2.blendLinear(cv2.cvtColor(warped, cv2.COLOR_RGBA2RGB), cartoon, cv2.LUT(error, self._weights),
+                              cv2.LUT(error, self._keeps))
+        self._remember(grey, out)
         return out
+
+    def _remember(self, grey: np.ndarray, out: np.ndarray) -> None:
+        self._previous = cv2.merge([*cv2.split(out), grey])
 
 
 class FlickerMeter:

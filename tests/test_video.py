@@ -150,6 +150,30 @@ def test_stabiliser_and_meter_on_known_frames():
     assert meter.result() == pytest.approx(4.0)
 
 
+def test_stabiliser_blends_the_warped_previous_output_by_its_formula():
+    """out = w * (previous output warped along the flow) + (1 - w) * cartoon, w = strength * clip(1 - error / tolerance)
+    with error the grey-level gap between the input and the previous input warped the same way."""
+    rng = np.random.default_rng(2)
+    height, width, shift = 24, 40, 2
+    previous_grey = rng.integers(0, 256, (height, width), dtype=np.uint8)
+    previous_out = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    stabilizer = Stabilizer(strength=0.6, tolerance=12.0)
+    stabilizer.blend(previous_grey, previous_out, None)
+    flow = np.zeros((height, width, 2), np.float32)
+    flow[..., 0] = -shift  # every pixel was `shift` columns to its left
+    source = np.clip(np.arange(width) - shift, 0, width - 1)  # borders replicate
+    warped_grey, warped_out = previous_grey[:, source].astype(float), previous_out[:, source].astype(float)
+    offsets = np.where(np.arange(width) < width // 2, 5, 40)[None, :]  # left: within the tolerance; right: past it
+    grey = np.where(warped_grey < 128, warped_grey + offsets, warped_grey - offsets).astype(np.uint8)
+    cartoon = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    weight = 0.6 * np.clip(1 - np.abs(grey - warped_grey) / 12.0, 0, 1)[..., None]
+    expected = weight * warped_out + (1 - weight) * cartoon
+    out = stabilizer.blend(grey, cartoon, flow)
+    assert np.abs(out - expected).max() <= 1
+    assert np.array_equal(out[:, width // 2 :], cartoon[:, width // 2 :])  # past the tolerance: kept as it is
+    assert np.abs(out[:, : width // 2].astype(int) - cartoon[:, : width // 2]).max() > 20  # blended
+
+
 def test_flow_ahead_then_blend_equals_the_one_call_stabiliser():
     # The video pipeline computes each frame's flow on other threads, then blends in order: the same output.
     rng = np.random.default_rng(1)
