@@ -357,7 +357,7 @@ class Trainer:
             photo, output, blur_fake, gray_fake, (vgg_output, vgg_photo), vgg_output, structure_features),
             draws.loss_weights)
         d_losses = self._discriminator_step(self._surface(cartoon.float()), blur_fake, gray_cartoon, gray_fake)
-        return {name: value.detach() for name, value in {**losses, **d_losses}.items()}
+        return {**losses, **d_losses}
 
     def _generator_losses(
         self,
@@ -381,14 +381,14 @@ class Trainer:
             g_texture = lsgan_loss(self.d_texture_train(texture_input), True)
         losses = {"g_surface": g_surface, "g_texture": g_texture, "content": feature_l1(*content),
                   "tv": total_variation(output), "colour": colour_loss(output, photo)}
-        if self.weights["chroma"]:
+        if "chroma" in self.g_loss_names:
             losses["chroma"] = chroma_variation(output)
-        if self.weights["surface_prior"]:
+        if "surface_prior" in self.g_loss_names:
             losses["surface_prior"] = grey_variation(output)
-        if self.weights["cast"]:
+        if "cast" in self.g_loss_names:
             losses["cast"] = cast_loss(output, photo)
         losses["structure"] = feature_l1(output_features, structure_features())
-        return losses
+        return {name: losses[name] for name in self.g_loss_names}  # the order of the step's loss weights
 
     def _loss_weights(self, names: tuple[str, ...]) -> dict[str, float]:
         """G's weight for each loss in ``names``, this step's loss-conditional and face factors applied (the
@@ -439,7 +439,7 @@ class Trainer:
             lambda: vgg_structure), draws.loss_weights)
         # 3. The D step: a third forward of the updated G, a fresh colour shift.
         d_losses = self._discriminator_update(photo, cartoon, replace(draws, shift=self._draw_shift()))
-        return {name: value.detach() for name, value in {**losses, **d_losses}.items()}
+        return {**losses, **d_losses}
 
     def _draw_shift(self) -> torch.Tensor:
         """A fresh colour shift ``(3,)`` on the device (the literal step's D part draws its own)."""
