@@ -16,7 +16,9 @@ from cartoon.representations.structure import StructureParams, adaptive_colour
 from cartoon.representations.structure_torch import (
     adaptive_colour_batch,
     majority_filter,
+    gaussian_blur,
     rgb_to_lab,
+    slic_grid,
     slic_labels,
     structure_batch_device,
     to_uint8_values,
@@ -59,6 +61,40 @@ def test_boundaries_follow_scikit_images_slic(photos):
         reference = slic(img, n_segments=200, compactness=10, sigma=0.8, convert2lab=True, start_label=0)
         recalls.append(boundary_recall(reference, ours))
     assert min(recalls) >= 0.8, recalls
+
+
+def test_each_pixel_joins_the_nearest_centre_of_its_search_window(photos):
+    """One k-means assignment from the seeds, checked against distances in float64: every pixel takes the seed
+    nearest in (Lab / compactness, position / S) among the cells within one of its own (the local window)."""
+    img = photos[0][:61, :83]  # sizes that the grid does not divide
+    x = to_tensor(img)
+    n_segments, compactness = 24, 10.0
+    labels = slic_labels(x, n_segments, compactness=compactness, sigma=0.8, iterations=1, smoothing=0)[0].reshape(-1)
+    grid_h, grid_w = slic_grid(61, 83, n_segments)
+    cell_h, cell_w = 61 / grid_h, 83 / grid_w
+    lab = gaussian_blur(rgb_to_lab(to_uint8_values(x)), 0.8)[0].double()
+    ys, xs = torch.meshgrid(torch.arange(61.0), torch.arange(83.0), indexing="ij")
+    features = torch.cat([lab / compactness, torch.stack([ys, xs]).double() / max(cell_h, cell_w)]).reshape(5, -1)
+    cell_y = torch.clamp((torch.arange(61, dtype=torch.float32) / cell_h).long(), max=grid_h - 1)
+    cell_x = torch.clamp((torch.arange(83, dtype=torch.float32) / cell_w).long(), max=grid_w - 1)
+    seed_y = ((torch.arange(grid_h) + 0.5) * cell_h).long()
+    seed_x = ((torch.arange(grid_w) + 0.5) * cell_w).long()
+    seeds = features.view(5, 61, 83)[:, seed_y[:, None], seed_x[None, :]].reshape(5, -1)  # (5, K)
+    distance = ((features[:, :, None] - seeds[:, None, :]) ** 2).sum(0)  # (N, K)
+    pixel_cy, pixel_cx = cell_y[:, None].expand(61, 83).reshape(-1), cell_x[None, :].expand(61, 83).reshape(-1)
+    seed_cy, seed_cx = torch.arange(grid_h * grid_w) // grid_w, torch.arange(grid_h * grid_w) % grid_w
+    outside = ((pixel_cy[:, None] - seed_cy[None]).abs() > 1) | ((pixel_cx[:, None] - seed_cx[None]).abs() > 1)
+    distance[outside] = float("inf")
+    chosen = distance.gather(1, labels[:, None])[:, 0]
+    assert torch.isfinite(chosen).all()  # every label lies in the pixel's window
+    assert (chosen - distance.min(dim=1).values <= 1e-4 * chosen.clamp_min(1)).all()  # the nearest (float32 ties)
+
+
+def test_each_image_of_a_batch_is_segmented_as_alone(photos):
+    batch = np.stack([img[:70, :90] for img in photos[:3]])
+    together = slic_labels(to_tensor(batch), 30)
+    for index, img in enumerate(batch):
+        assert torch.equal(together[index], slic_labels(to_tensor(img), 30)[0])
 
 
 def test_every_region_gets_exactly_the_numpy_rules_colour(photos):

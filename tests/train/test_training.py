@@ -577,7 +577,7 @@ def test_the_fast_step_reads_no_host_value_so_that_a_cuda_graph_can_replay_it(ti
     assert set(losses) >= {"g_total", "structure", "chroma", "surface_prior", "cast", "d_surface", "d_texture"}
     # The checker is not blind: a host read in the body is reported with its place.
     with HostTraffic() as traffic:
-        float(losses["g_total"])
+        float(losses["g_total"].detach())
         torch.tensor([1.0])
     assert [op for op, _ in traffic.events] == ["__float__", "lift_fresh"]
     assert traffic.events[0][1].startswith("train/test_training.py:")
