@@ -2,11 +2,12 @@
 
     python benchmarks/train_step.py [--device cpu|cuda] [--patch 128] [--batch 8] [--steps 8] [--warmup 2]
                                     [--vgg-weights weights/vgg16_features.safetensors] [--json PATH]
-                                    [--profile N] [--sync-check N] [--only 'TEXT|...']
+                                    [--profile N] [--sync-check N] [--traffic] [--only 'TEXT|...']
 
 Prints steps/s per variant and the share of each step spent waiting for its structure targets (the host
 pool: blocked on the workers; the device path: its kernels, timed with the device synchronised around them,
-which also serialises the step a little). Uses VGG16 conv4_3 (random weights if the extracted file is
+which also serialises the step a little). ``--traffic`` counts, on any device, the kernels one step launches and the
+bytes they read and write, by source line: what a GPU step costs, seen from a machine without one. Uses VGG16 conv4_3 (random weights if the extracted file is
 missing: the speed is the same) and scikit-image's sample photos as data. Not a test: numbers depend on the
 machine. On a GPU: ``--device cuda --patch 256 --batch 16`` is the issue's setting.
 """
@@ -109,6 +110,8 @@ def time_variant(root: Path, weights: Path, extra: list[str], args: argparse.Nam
             profile_steps(trainer, data, args)
         if args.sync_check:
             sync_report(trainer, data, args)
+        if args.traffic:
+            traffic_report(trainer, data, args, replayed=captured is not None and captured.captured)
         del losses
         if hasattr(trainer, "superpixels"):
             waited = trainer.superpixels.waited_s
@@ -166,6 +169,58 @@ def sync_report(trainer: Trainer, data, args: argparse.Namespace) -> None:
           + "".join(f"\n#   {place}: {count / args.sync_check:.1f}" for place, count in places.most_common()))
 
 
+ALLOCATIONS = frozenset({"empty", "empty_strided", "empty_like", "detach", "lift_fresh", "set_", "resize_"})
+"""Ops that launch no kernel (views are told apart by ``OpOverload.is_view``)."""
+
+
+def storage_bytes(tensor: torch.Tensor) -> int:
+    """The bytes of memory a tensor's elements span: an expanded (stride 0) dimension is read once, not per index."""
+    if tensor.numel() == 0:
+        return 0
+    span = 1 + sum((size - 1) * stride for size, stride in zip(tensor.shape, tensor.stride()) if stride > 0)
+    return min(span, tensor.numel()) * tensor.element_size()
+
+
+def traffic_report(trainer: Trainer, data, args: argparse.Namespace, replayed: bool) -> None:
+    """``--traffic``: one more step with every op counted; prints its kernels (each op but views and allocations)
+    and the bytes of its inputs and outputs, in all and for the lines that move the most. On a GPU both bound a
+    step: launches while the host is the slower side, bytes for the elementwise work (convolutions are compute).
+    The CPU's Adam is the foreach one (many ops; CUDA's fused: one per parameter group), and the host superpixel
+    pool's work happens in other processes: neither is what a GPU step counts."""
+    from collections import Counter
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    from train.graphed_step import caller
+
+    if replayed:
+        print("# --traffic: a replayed CUDA graph runs no op on the host to count (see the same variant without it)")
+        return
+
+    class Counting(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.kernels: Counter = Counter()
+            self.bytes: Counter = Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if not func.is_view and func.overloadpacket.__name__ not in ALLOCATIONS:
+                key = f"{caller()} {func.overloadpacket.__name__}"
+                self.kernels[key] += 1
+                self.bytes[key] += sum(storage_bytes(t) for t in tree_leaves((args, kwargs, out)) if isinstance(t, torch.Tensor))
+            return out
+
+    batch = data.batch(0, args.batch, args.patch, trainer.data_rng)
+    with Counting() as counted:
+        trainer.step(batch)
+    print(f"# one step: {sum(counted.kernels.values())} kernels, {sum(counted.bytes.values()) / 1e9:.2f} GB read and "
+          f"written; the lines that move the most:")
+    for key, moved in counted.bytes.most_common(12):
+        print(f"#   {moved / 1e6:8.0f} MB {counted.kernels[key]:4d}x {key}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -176,6 +231,8 @@ def main() -> None:
     parser.add_argument("--profile", type=int, default=0, help="profile this many more steps of each variant")
     parser.add_argument("--sync-check", type=int, default=0,
                         help="CUDA: this many more steps with torch's sync debug mode on; prints where the step waits")
+    parser.add_argument("--traffic", action="store_true",
+                        help="one more step with its ops counted: kernels and bytes per step, by source line")
     parser.add_argument("--only", default=None,
                         help="texts separated by '|' (variant names hold commas): run only the variants whose name "
                              "contains one of them, e.g. 'bf16, host superpixels (2 workers)|CUDA graph'")

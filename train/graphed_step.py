@@ -142,14 +142,14 @@ class HostTraffic(TorchDispatchMode):
 
     def _recording(self, name: str, original: Callable) -> Callable:
         def method(tensor, *args, **kwargs):
-            self.events.append((name, _caller()))
+            self.events.append((name, caller()))
             with _disable_current_modes():
                 return original(tensor, *args, **kwargs)
         return method
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func.overloadpacket.__name__ in self.DISPATCHED:
-            self.events.append((func.overloadpacket.__name__, _caller()))
+            self.events.append((func.overloadpacket.__name__, caller()))
         return func(*args, **(kwargs or {}))
 
 
@@ -168,7 +168,7 @@ def outside(traffic: HostTraffic) -> Iterator[None]:
             setattr(torch.Tensor, name, traffic._recording(name, patched[name]))
 
 
-def _caller() -> str:
+def caller() -> str:
     """``file:line`` of the innermost frame in this repository's code (cartoon/, train/), else the innermost."""
     import traceback
 
