@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -60,7 +61,9 @@ def embed(net: CaffeFeatures, crops: np.ndarray, batch: int = 32) -> np.ndarray:
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root = linalg.sqrtm(cov_a @ cov_b)
+    with warnings.catch_warnings():  # fewer crops than feature dimensions: singular covariances, as usual for FD
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        root = linalg.sqrtm(cov_a @ cov_b)
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * np.real(root)))
 
 

@@ -602,7 +602,7 @@ def test_the_step_takes_what_varies_from_its_draws(tiny_data, tmp_path):
         photo, cartoon, draws = _step_inputs(trainer)
         packed = draws.packed.clone()
         edit(packed, len(trainer.g_loss_names))
-        return {name: float(value) for name, value in trainer._captured_body(photo, cartoon, packed).items()}
+        return {name: float(value.detach()) for name, value in trainer._captured_body(photo, cartoon, packed).items()}
 
     base = first_losses(lambda packed, n: None)
     assert first_losses(lambda packed, n: packed[:3].copy_(torch.tensor([1.0, 0.0, 0.0])))["g_texture"] != base["g_texture"]
