@@ -108,9 +108,11 @@ class CapturedStep:
 
 class HostTraffic(TorchDispatchMode):
     """Records, while active, what a CUDA graph could not replay: device values read on the host (``.item()``,
-    ``bool()``, ``float()``, ``.tolist()``, ``.numpy()``, ``.cpu()``) and tensors built from host values
-    (``torch.tensor``), by op name and the line of this repo's code that asked. Runs on any device, the CPU
-    included, so that tests can hold the step body to it without a GPU.
+    ``bool()``, ``float()``, ``.tolist()``, ``.numpy()``, ``.cpu()``), tensors built from host values
+    (``torch.tensor``), and the ops whose CUDA kernels wait for the device to size their output (``nonzero``,
+    indexing by a boolean mask, ``unique``, ``bincount``, ...: on the CPU they wait for nothing, so only their names
+    tell), by op name and the line of this repo's code that asked. Runs on any device, the CPU included, so that
+    tests can hold the step body to it without a GPU.
 
     Example:
         >>> with HostTraffic() as traffic:
@@ -121,6 +123,9 @@ class HostTraffic(TorchDispatchMode):
 
     READS = ("tolist", "numpy", "cpu", "item", "__bool__", "__float__", "__int__")
     DISPATCHED = {"_local_scalar_dense", "lift_fresh", "lift_fresh_copy"}
+    SIZED_BY_DATA = {"nonzero", "nonzero_static", "masked_select", "_unique", "_unique2", "unique_dim",
+                     "unique_consecutive", "bincount", "histc", "argwhere"}
+    """Ops whose output size depends on the values: on CUDA they copy a count to the host and wait for it."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -148,9 +153,21 @@ class HostTraffic(TorchDispatchMode):
         return method
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func.overloadpacket.__name__ in self.DISPATCHED:
-            self.events.append((func.overloadpacket.__name__, caller()))
+        name = func.overloadpacket.__name__
+        if name in self.DISPATCHED or name in self.SIZED_BY_DATA or _waits_on_cuda(name, args, kwargs or {}):
+            self.events.append((name, caller()))
         return func(*args, **(kwargs or {}))
+
+
+def _waits_on_cuda(name: str, args: tuple, kwargs: dict) -> bool:
+    """Indexing by a boolean mask (a ``nonzero`` inside the kernel) and ``repeat_interleave`` by a tensor of repeats
+    without ``output_size``: their CUDA forms wait for the device."""
+    if name in ("index", "index_put", "index_put_", "_index_put_impl_"):
+        return any(isinstance(index, torch.Tensor) and index.dtype in (torch.bool, torch.uint8) for index in args[1])
+    if name == "repeat_interleave":
+        repeats = args[1] if len(args) > 1 else (args[0] if len(args) == 1 else kwargs.get("repeats"))
+        return isinstance(repeats, torch.Tensor) and kwargs.get("output_size") is None
+    return False
 
 
 @contextmanager

@@ -17,8 +17,8 @@ launches on the device that holds it.
   neighbour, a sequential flood fill. Here, instead, ``smoothing`` passes of a 3x3 majority vote over the labels
   absorb the specks and one-pixel slivers that k-means leaves at region borders; a cluster that stays split
   in two larger pieces keeps one label, and its colour is computed over both.
-* **Adaptive colour**: one 256-bin histogram per (image, region, channel) built with ``bincount`` on the
-  device; mean, pooled standard deviation and median all come from it, then the paper's rule (mean below
+* **Adaptive colour**: one 256-bin histogram per (image, region, channel) built with ``scatter_add`` on
+  the device; mean, pooled standard deviation and median all come from it, then the paper's rule (mean below
   sigma 20, median from 40, their average between), exactly as the NumPy version does.
 """
 
