@@ -64,9 +64,23 @@ def test_exact_2x_path_equals_the_gather_path_bit_for_bit(shape, channels_last):
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
     for dim in (-2, -1):
+        expected = _lerp_axis_gather(x, 2 * x.shape[dim], x.shape[dim], dim)
         fast = _double_axis(x, dim)
-        assert torch.equal(fast, _lerp_axis_gather(x, 2 * x.shape[dim], x.shape[dim], dim))
+        assert torch.equal(fast, expected)
         assert fast.is_contiguous(memory_format=torch.channels_last) == (channels_last and not x.is_contiguous())
+        tracked = x.clone().requires_grad_()  # the autograd path (training) gives the same values and a gradient
+        doubled = _double_axis(tracked, dim)
+        assert torch.equal(doubled, expected)
+        weights = torch.rand(doubled.shape)
+        (doubled * weights).sum().backward()
+        assert torch.allclose(tracked.grad, _gather_grad(x, dim, weights), atol=1e-6)
+
+
+def _gather_grad(x: torch.Tensor, dim: int, weights: torch.Tensor) -> torch.Tensor:
+    """The gradient of ``sum(weights * 2x-resize(x))`` by the gather path."""
+    leaf = x.clone().requires_grad_()
+    (_lerp_axis_gather(leaf, 2 * x.shape[dim], x.shape[dim], dim) * weights).sum().backward()
+    return leaf.grad
 
 
 @pytest.mark.parametrize("size", [(8, 8), (12, 20), (13, 9)])
