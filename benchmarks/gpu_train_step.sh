@@ -2,9 +2,8 @@
 # The training-step table on a lent GPU, as one prepared device call (issue 14; ../shared/gpu.md):
 #   run: bash benchmarks/gpu_train_step.sh            (timeout_s ~ 540; results in $OUT)
 # First the CUDA-only test that the step replayed as a CUDA graph trains like the eager step (pytest is not on that
-# machine: its wheels travel in .whl/, which git ignores; carry [".whl"]; no pytest-xdist there: the suite's -n is
-# dropped with -o addopts=""):
-#   here: pip download -q --only-binary=:all: --python-version 3.12 --implementation py --platform any -d .whl pytest==9.0.3
+# machine: its wheels travel in .whl/test, which git ignores and train/gpu_prepare.sh fills; carry [".whl/test"]; no
+# pytest-xdist there: the suite's -n is dropped with -o addopts=""):
 # ONLY="device" times only the variants whose name holds that text ('|' between several), as train_step.py --only.
 # Tried first on the CPU with tiny settings:  DEVICE=cpu PATCH=64 BATCH=2 STEPS=2 bash benchmarks/gpu_train_step.sh
 set -u
@@ -15,8 +14,8 @@ PYTHON=${PYTHON:-python3}
 mkdir -p "$OUT"
 { "$PYTHON" -c "import torch, sys; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.cuda.is_available(),
   torch.cuda.get_device_name() if torch.cuda.is_available() else '')"; nproc; } 2>&1 | tee "$OUT/env.txt"
-if ! "$PYTHON" -c "import pytest" 2>/dev/null && ls .whl/pytest-*.whl >/dev/null 2>&1; then
-  "$PYTHON" -m pip install -q --no-index --no-compile --no-cache-dir --find-links .whl --target /tmp/pytest-site pytest \
+if ! "$PYTHON" -c "import pytest" 2>/dev/null && ls .whl/test/pytest-*.whl >/dev/null 2>&1; then
+  "$PYTHON" -m pip install -q --no-index --no-compile --no-cache-dir --find-links .whl/test --target /tmp/pytest-site pytest \
     && export PYTHONPATH=/tmp/pytest-site${PYTHONPATH:+:$PYTHONPATH}
 fi
 timeout 240 "$PYTHON" -m pytest -o addopts="" -q -p no:cacheprovider tests/train -k "cuda_graph or host_value or from_its_draws" -rs 2>&1 \

@@ -1,9 +1,7 @@
 #!/usr/bin/env bash
 # Issue 18's GPU figures as one prepared device call (../shared/gpu.md; PyAV is not on that machine, so its wheel
-# travels in .whl/, which git ignores):
-#   here:  python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#            --platform manylinux_2_28_x86_64 -d .whl av==18.1.0
-#   run(command="bash benchmarks/gpu_video.sh", carry=[".whl"], timeout_s=480)
+# travels in .whl/video, which git ignores and train/gpu_prepare.sh fills):
+#   run(command="bash benchmarks/gpu_video.sh", carry=[".whl/video"], timeout_s=480)
 # Tried on the CPU first:  DEVICE=cpu BATCH=4 HEIGHT=64 WIDTH=96 VIDEO_HEIGHT=96 CLIP_SECONDS=0.5 bash benchmarks/gpu_video.sh
 set -u
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
@@ -12,7 +10,7 @@ BATCH=${BATCH:-8} HEIGHT=${HEIGHT:-720} WIDTH=${WIDTH:-1280} VIDEO_HEIGHT=${VIDE
 mkdir -p "$OUT"
 LOG="$OUT/video.log"
 if ! "$PYTHON" -c "import av" 2>/dev/null; then
-  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/av-*.whl \
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/video/av-*.whl \
     && export PYTHONPATH=/tmp/site
 fi
 "$PYTHON" -c "import av, torch; print('av', av.__version__, 'torch', torch.__version__, 'cuda', torch.cuda.is_available())" \

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Issue 14's next lent-GPU call, whole, on one machine start (../shared/gpu.md):
+#   1. the CUDA-graph tests (tests/train: the replayed step against the eager one, CUDA only) and the step table's
+#      two rows at 256² x 16: eager with the structure on the device, and the step as one CUDA graph;
+#   2. the shipped model continued at 256² x 16 for MINUTES with v5's last-stage options (fresh discriminators,
+#      --d-warmup), as a CUDA graph when those tests passed (eagerly otherwise), exported, every checkpoint's G
+#      brought back (train/gpu_continue.sh);
+#   3. at most 8 files in $OUT: bench.tar (environment, test log, table), continue.log, NAME.tar, NAME-harvest parts.
+# Here first: bash train/gpu_prepare.sh; then
+#   run(command="MINUTES=3 bash train/gpu_graph_session.sh",
+#       carry=[".whl/test", "data/gpu", "weights/vgg16_conv4_3_fp16.safetensors"], timeout_s=500)
+# (about 3.5 minutes besides MINUTES), and on the same warm machine the video figures (issue 18):
+#   run(command="COMPILE=0 bash benchmarks/gpu_video.sh", carry=[".whl/video"], timeout_s=300)
+# Tried on the CPU first (there the graph test skips, so the continuation runs eagerly):
+#   DEVICE=cpu PATCH=64 BATCH=2 STEPS=2 MINUTES=0.3 D_WARMUP=2 OUT=runs/graph-rehearsal bash train/gpu_graph_session.sh
+set -u
+OUT=${OUT:-runs/gpu} MINUTES=${MINUTES:-3} PATCH=${PATCH:-256} BATCH=${BATCH:-16} D_WARMUP=${D_WARMUP:-300}
+NAME=${NAME:-v6} INIT=${INIT:-assets/model} STEPS=${STEPS:-40} SAVE_EVERY=${SAVE_EVERY:-1000}
+mkdir -p "$OUT/bench"
+OUT="$OUT/bench" ONLY="bf16, structure on the device (torch SLIC)|CUDA graph" STEPS="$STEPS" PATCH="$PATCH" BATCH="$BATCH" \
+  bash benchmarks/gpu_train_step.sh
+# The graph trains the model only when all the selected tests passed, the CUDA-only one included (skipped: no GPU).
+GRAPH=""
+if grep -qE "[0-9]+ passed" "$OUT/bench/graph_test.log" && ! grep -qE "failed|error|skipped" "$OUT/bench/graph_test.log"; then
+  GRAPH="+--cuda-graph+on"
+fi
+echo "continuing $INIT as $NAME ${GRAPH:+with the step as one CUDA graph}${GRAPH:-eagerly}" | tee -a "$OUT/bench/env.txt"
+tar -cf "$OUT/bench.tar" -C "$OUT/bench" . && rm -rf "$OUT/bench"
+# v5's last stage ("faces", assets/model/README.md) at the recipe's 256² patches (its 200 SLIC segments per patch:
+# regions as large in pixels as v5's 50 per 128²).
+V5="--conditional+--w-structure+2400+--w-texture+4+--w-chroma+10+--w-surface-prior+5+--w-cast+200+--lr+1.5e-4"
+V5="$V5+--face-every+2+--face-structure-factor+0.1+--face-prior-factor+0+--d-warmup+$D_WARMUP"
+OUT="$OUT" INIT="$INIT" MINUTES="$MINUTES" PATCH="$PATCH" BATCH="$BATCH" SAVE_EVERY="$SAVE_EVERY" \
+  VARIANTS="$NAME=$V5$GRAPH" bash train/gpu_continue.sh
