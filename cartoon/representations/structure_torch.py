@@ -127,12 +127,13 @@ def slic_labels(
     ys = torch.arange(height, device=device, dtype=torch.float32)
     xs = torch.arange(width, device=device, dtype=torch.float32)
     position = torch.stack(torch.meshgrid(ys, xs, indexing="ij")).unsqueeze(0).expand(batch, -1, -1, -1)
-    features = torch.cat([lab / compactness, position / spatial_scale], dim=1).reshape(batch, 5, -1)  # (B, 5, N)
-    centres = features[:, :, layout.seeds]  # (B, 5, K): the grid cells' middles, with the colour there
+    # (B, 6, N): Lab / compactness, position / S, and a row of ones (it counts each cluster's pixels in the update).
+    features = torch.cat([lab / compactness, position / spatial_scale, torch.ones_like(lab[:, :1])], dim=1)
+    features = features.reshape(batch, 6, -1)
+    centres = features[:, :5, layout.seeds]  # (B, 5, K): the grid cells' middles, with the colour there
     count = grid_h * grid_w
-    # The pixels cell by cell, with a row of ones: (B*K, 6, M), made once (the features do not change).
-    blocks = torch.cat([features, torch.ones_like(features[:, :1])], dim=1)[:, :, layout.block_pixels]
-    blocks = blocks.permute(0, 2, 1, 3).reshape(batch * count, 6, -1)
+    # The pixels cell by cell, (B*K, 6, M), made once: the features do not change.
+    blocks = features[:, :, layout.block_pixels].permute(0, 2, 1, 3).reshape(batch * count, 6, -1)
     candidates = layout.candidates.expand(batch, -1, -1)  # (B, K, 9)
 
     labels = layout.cell.expand(batch, -1)
@@ -140,17 +141,16 @@ def slic_labels(
         # Assignment: the nearest of the 9 candidate centres, argmin over c of |c|^2 - 2 p.c (|p - c|^2 less |p|^2,
         # the same for every c), one small matrix product per grid cell: the pixels of a cell share their candidates.
         near = centres[:, :, layout.candidates]  # (B, 5, K, 9)
-        squared = (near * near).sum(dim=1, keepdim=True).masked_fill(~layout.valid, float("inf"))
+        squared = (near * near).sum(dim=1, keepdim=True).masked_fill(layout.off_grid, float("inf"))
         weights = torch.cat([-2 * near, squared], dim=1).permute(0, 2, 3, 1).reshape(batch * count, 9, 6)
         with _exact_float32_matmul():
             nearest = torch.bmm(weights, blocks).argmin(dim=1).view(batch, count, -1)  # (B, K, M)
         labels = torch.gather(candidates, 2, nearest).view(batch, -1)[:, layout.block_slot]  # (B, N)
         # Update: each centre moves to the mean of its pixels (an empty cluster keeps its centre).
-        sums = torch.zeros(batch, 5, count, device=device, dtype=features.dtype)
-        sums.scatter_add_(2, labels.unsqueeze(1).expand(-1, 5, -1), features)
-        sizes = torch.zeros(batch, count, device=device, dtype=features.dtype)
-        sizes.scatter_add_(1, labels, torch.ones_like(labels, dtype=features.dtype))
-        centres = torch.where(sizes.unsqueeze(1) > 0, sums / sizes.clamp_min(1).unsqueeze(1), centres)
+        sums = torch.zeros(batch, 6, count, device=device, dtype=features.dtype)
+        sums.scatter_add_(2, labels.unsqueeze(1).expand(-1, 6, -1), features)
+        sizes = sums[:, 5:]
+        centres = torch.where(sizes > 0, sums[:, :5] / sizes.clamp_min(1), centres)
     labels = labels.view(batch, height, width)
     for _ in range(smoothing):
         labels = majority_filter(labels)
@@ -165,7 +165,7 @@ class _SlicLayout(NamedTuple):
         cell: ``(N,)`` each pixel's grid cell.
         seeds: ``(K,)`` the pixel in the middle of each cell (the initial centres).
         candidates: ``(K, 9)`` the cells of the 3x3 block around each cell (0 where off the grid).
-        valid: ``(K, 9)`` whether that neighbour exists.
+        off_grid: ``(K, 9)`` whether that neighbour lies off the grid (no centre to compare with).
         block_pixels: ``(K, M)`` the pixels of each cell, its last pixel repeated in the spare slots.
         block_slot: ``(N,)`` each pixel's slot in the flattened ``(K, M)`` layout.
     """
@@ -173,7 +173,7 @@ class _SlicLayout(NamedTuple):
     cell: torch.Tensor
     seeds: torch.Tensor
     candidates: torch.Tensor
-    valid: torch.Tensor
+    off_grid: torch.Tensor
     block_pixels: torch.Tensor
     block_slot: torch.Tensor
 
@@ -201,7 +201,7 @@ def _slic_layout(height: int, width: int, grid_h: int, grid_w: int, device: torc
     pixel_y, pixel_x = torch.arange(height), torch.arange(width)
     within = ((pixel_y - row_first[cell_y])[:, None] * col_size + (pixel_x - col_first[cell_x])[None, :])
     block_slot = (cell.view(height, width) * (row_size * col_size) + within).reshape(-1)
-    tables = _SlicLayout(cell, seeds, candidates, valid, block_pixels, block_slot)
+    tables = _SlicLayout(cell, seeds, candidates, ~valid, block_pixels, block_slot)
     return _SlicLayout(*(table.to(device) for table in tables))
 
 
