@@ -166,7 +166,7 @@ class _SlicLayout(NamedTuple):
         seeds: ``(K,)`` the pixel in the middle of each cell (the initial centres).
         candidates: ``(K, 9)`` the cells of the 3x3 block around each cell (0 where off the grid).
         off_grid: ``(K, 9)`` whether that neighbour lies off the grid (no centre to compare with).
-        block_pixels: ``(K, M)`` the pixels of each cell, its last pixel repeated in the spare slots.
+        block_pixels: ``(K, M)`` the pixels of each cell, its last row or column repeated in the spare slots.
         block_slot: ``(N,)`` each pixel's slot in the flattened ``(K, M)`` layout.
     """
 
