@@ -220,12 +220,14 @@ def _exact_float32_matmul():
     """Full float32 matrix products inside (not TF32, whatever the caller set): SLIC's distances are compared
     to a few units in the fifth digit."""
     matmul = torch.backends.cuda.matmul
-    previous = matmul.fp32_precision
-    matmul.fp32_precision = "ieee"
+    # torch 2.9's per-backend setting; older releases (a lent GPU machine may have one) only have allow_tf32.
+    name, exact = ("fp32_precision", "ieee") if hasattr(matmul, "fp32_precision") else ("allow_tf32", False)
+    previous = getattr(matmul, name)
+    setattr(matmul, name, exact)
     try:
         yield
     finally:
-        matmul.fp32_precision = previous
+        setattr(matmul, name, previous)
 
 
 def majority_filter(labels: torch.Tensor) -> torch.Tensor:

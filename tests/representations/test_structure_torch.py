@@ -136,3 +136,19 @@ def test_device_constants_are_made_once_per_device_and_dtype():
     assert torch.equal(first, torch.tensor(matrix))
     as_double = device_constant(matrix, torch.device("cpu"), torch.float64)
     assert as_double.dtype == torch.float64 and as_double is not first
+
+
+@pytest.mark.parametrize("flags", [{"fp32_precision": "tf32"}, {"allow_tf32": True}])
+def test_slic_distances_use_full_float32_matrix_products_whatever_the_setting(monkeypatch, flags):
+    """TF32 (10-bit mantissas) would reorder near centres; the assignment's matrix product turns it off for itself
+    and restores the caller's setting, through torch 2.9's setting or, on older releases, allow_tf32."""
+    from types import SimpleNamespace
+
+    from cartoon.representations import structure_torch
+
+    matmul = SimpleNamespace(**flags)
+    monkeypatch.setattr(torch.backends.cuda, "matmul", matmul)
+    (name, before), = flags.items()
+    with structure_torch._exact_float32_matmul():
+        assert getattr(matmul, name) in ("ieee", False)
+    assert getattr(matmul, name) == before
