@@ -81,7 +81,7 @@ class StepDraws:
 
     Attributes:
         packed: ``(3 + L [+ 3],)``: the layout below, copied to the device in one transfer.
-        shift: ``(3,)`` the colour-shift channel weights (red, green, blue), normalised (texture representation).
+        shift: ``(3,)`` the colour-shift channel weights (red, green, blue) as drawn; ``color_shift`` normalises them.
         loss_weights: ``(L,)`` G's weight for each of its losses, in :attr:`Trainer.g_loss_names` order, with this
             step's loss-conditional and face factors applied.
         condition: ``(3,)`` the logs of this step's surface, structure and texture factors (what a conditioned G
@@ -218,7 +218,7 @@ class Trainer:
         logs = self._draw_condition()
         shift = sample_weights(self.shift_rng)
         weights = self._loss_weights(self.g_loss_names)
-        host = torch.tensor([value / sum(shift) for value in shift] + list(weights.values()) + logs, dtype=torch.float32)
+        host = torch.tensor([*shift, *weights.values(), *logs], dtype=torch.float32)
         if self.device.type == "cuda":  # pinned: the copy runs behind the queued work, the host goes on
             host = host.pin_memory()
         packed = host.to(self.device, non_blocking=True)
