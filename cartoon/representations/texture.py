@@ -64,8 +64,8 @@ def color_shift(
     Args:
         *images: ``(B, 3, H, W)`` RGB tensors in ``[-1, 1]`` (e.g. the generated and the cartoon batch).
         weights: RGB channel weights; ``None`` draws them with ``generator`` from :data:`WEIGHT_RANGES`. A ``(3,)``
-            tensor on the images' device is used as it is, unchecked (drawn beforehand: the trainer's step reads no
-            host value, so that it can be captured as a CUDA graph).
+            tensor on the images' device is normalised there, unchecked (drawn beforehand: the trainer's step reads
+            no host value, so that it can be captured as a CUDA graph).
         generator: randomness for the draw; randomness is always an argument, the global RNG is never seeded.
 
     Returns:
