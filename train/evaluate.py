@@ -34,7 +34,7 @@ from cartoon.inference import Cartoonizer
 from cartoon.representations import structure, surface, texture, whitebox_mix
 from train.checkpoints import generator_folder
 from train.data import list_images
-from train.perceptual import CaffeFeatures, DEFAULT_WEIGHTS
+from train.perceptual import DEFAULT_WEIGHTS, CaffeFeatures, pool_before_relu
 
 CROP = 128
 POOL_LAYER = 30  # torchvision vgg16().features[:30] ends with relu5_3
@@ -46,7 +46,7 @@ def vgg16_pool_features(weights: Path) -> CaffeFeatures:
 
     features = vgg16(weights=None).features[:POOL_LAYER]
     features.load_state_dict(load_file(str(weights)), strict=True)
-    return CaffeFeatures(features, "VGG16 relu5_3, global average pooled")
+    return CaffeFeatures(pool_before_relu(features), "VGG16 relu5_3, global average pooled")
 
 
 @torch.no_grad()

@@ -48,6 +48,18 @@ class CaffeFeatures(nn.Module):
         return self.features(bgr.to(weight.dtype) if weight is not None else bgr)
 
 
+def pool_before_relu(features: nn.Sequential) -> nn.Sequential:
+    """``features`` with every ``ReLU, MaxPool2d`` pair run as ``MaxPool2d, ReLU``: the same values and gradients
+    (ReLU is monotone, so the max of rectified values is the rectified max, and a window whose max is not
+    positive passes no gradient either way) with the ReLU and its backward on a quarter of the pixels: about
+    a sixth of VGG16's memory traffic up to conv4_3. The layer indices, so the state dict, stay the same."""
+    layers = list(features)
+    for index in range(len(layers) - 1):
+        if isinstance(layers[index], nn.ReLU) and isinstance(layers[index + 1], nn.MaxPool2d):
+            layers[index], layers[index + 1] = layers[index + 1], layers[index]
+    return nn.Sequential(*layers)
+
+
 def _vgg_features(kind: str, weights: Path) -> CaffeFeatures:
     from torchvision.models import vgg16, vgg19
 
@@ -56,6 +68,7 @@ def _vgg_features(kind: str, weights: Path) -> CaffeFeatures:
     state = load_file(weights)
     state = {k.removeprefix("features."): v for k, v in state.items() if int(k.removeprefix("features.").split(".")[0]) < cut}
     features.load_state_dict(state, strict=True)
+    features = pool_before_relu(features)
     label = "VGG16 conv4_3 (ImageNet, stand-in)" if kind == "vgg16" else "VGG19 conv4_4 (ImageNet)"
     return CaffeFeatures(features, label)
 

@@ -114,6 +114,31 @@ def test_vgg16_loader_uses_caffe_convention(tmp_path):
     assert torch.allclose(net(x).flatten(), expected)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_vgg16_pools_before_its_relus_with_the_same_features_and_gradients(tmp_path, dtype):
+    """The loader runs each ReLU after the max-pool that follows it (a quarter of the pixels): the features and
+    the input's gradient equal torchvision's layer order exactly, and the state dict's keys are the same."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    torch.manual_seed(0)
+    reference = make_layers(cfgs["D"])[:VGG16_CONV4_3]  # VGG16's features, without building its classifier
+    save_file(reference.state_dict(), tmp_path / "vgg16.safetensors")
+    net = load_perceptual("vgg16", tmp_path / "vgg16.safetensors").to(dtype)
+    assert net.features.state_dict().keys() == reference.state_dict().keys()
+    kinds = [type(layer).__name__ for layer in net.features]
+    assert kinds[3:5] == ["MaxPool2d", "ReLU"] and kinds.count("ReLU") == 9  # conv1_2's pool comes first now
+    reference.to(dtype).requires_grad_(False)
+    x = torch.rand(2, 3, 48, 40) * 2 - 1
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    got = net(ours)
+    expected = reference(((theirs.flip(1) + 1.0) * 127.5 - torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1)).to(dtype))
+    assert torch.equal(got, expected)
+    weights = torch.randn(got.shape, dtype=dtype)
+    (got * weights).float().sum().backward()
+    (expected * weights).float().sum().backward()
+    assert ours.grad.abs().sum() > 0 and torch.equal(ours.grad, theirs.grad)
+
+
 def test_auto_perceptual_resolves_to_the_network_its_weights_hold(tmp_path):
     """Runs save the resolved name (the model card says what was used, not "auto")."""
     assert resolve_kind("auto", tmp_path / "vgg19_features.safetensors") == "vgg19"
