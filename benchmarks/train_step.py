@@ -33,7 +33,7 @@ from benchmarks.timing import Timing, add_json_option, machine, write_json  # no
 from cartoon.representations import structure  # noqa: E402
 from train.data import load_training_data  # noqa: E402
 from train.options import parse  # noqa: E402
-from train.perceptual import VGG16_CONV4_3  # noqa: E402
+from train.perceptual import VGG16_CONV4_3, vgg_layers  # noqa: E402
 from train.superpixels import DeviceStructure  # noqa: E402
 from train.trainer import Trainer  # noqa: E402
 
@@ -245,10 +245,8 @@ def main() -> None:
         make_data(root)
         weights = args.vgg_weights
         if not weights.exists():
-            from torchvision.models import vgg16
-
             weights = root / "vgg16-random.safetensors"
-            save_file(vgg16(weights=None).features[:VGG16_CONV4_3].state_dict(), str(weights))
+            save_file(vgg_layers("vgg16", VGG16_CONV4_3).state_dict(), str(weights))
         info = machine()
         print(f"# train step, {args.patch}x{args.patch} x batch {args.batch} on {args.device} | {info['cpu']} | "
               f"{info['cuda'] or 'no GPU'} | torch {info['torch']} | {info['threads']} threads | {info['cpus']} CPUs")

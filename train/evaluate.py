@@ -34,7 +34,7 @@ from cartoon.inference import Cartoonizer
 from cartoon.representations import structure, surface, texture, whitebox_mix
 from train.checkpoints import generator_folder
 from train.data import list_images
-from train.perceptual import DEFAULT_WEIGHTS, CaffeFeatures, pool_before_relu
+from train.perceptual import DEFAULT_WEIGHTS, CaffeFeatures, pool_before_relu, vgg_layers
 
 CROP = 128
 POOL_LAYER = 30  # torchvision vgg16().features[:30] ends with relu5_3
@@ -42,9 +42,8 @@ POOL_LAYER = 30  # torchvision vgg16().features[:30] ends with relu5_3
 
 def vgg16_pool_features(weights: Path) -> CaffeFeatures:
     from safetensors.torch import load_file
-    from torchvision.models import vgg16
 
-    features = vgg16(weights=None).features[:POOL_LAYER]
+    features = vgg_layers("vgg16", POOL_LAYER)
     features.load_state_dict(load_file(str(weights)), strict=True)
     return CaffeFeatures(pool_before_relu(features), "VGG16 relu5_3, global average pooled")
 

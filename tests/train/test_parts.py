@@ -101,7 +101,7 @@ def test_cast_loss_charges_a_shift_of_the_whole_patch_not_local_colour():
 def test_vgg16_loader_uses_caffe_convention(tmp_path):
     from torchvision.models import vgg16
 
-    features = vgg16(weights=None).features[:VGG16_CONV4_3]
+    features = vgg16(weights=None).features[:VGG16_CONV4_3]  # torchvision's own: the loader's keys must match it
     state = {k: torch.zeros_like(v) for k, v in features.state_dict().items()}
     save_file(state, tmp_path / "vgg16.safetensors")
     net = load_perceptual("vgg16", tmp_path / "vgg16.safetensors")

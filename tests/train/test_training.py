@@ -393,9 +393,9 @@ def test_weight_effects_table_and_grid_for_a_conditioned_model(tmp_path, capsys)
 def test_evaluate_ranks_several_models_against_the_same_references(tiny_data, tmp_path):
     """``evaluate --model A B``: one row per model (named after its run), the baselines once, one sheet column each."""
     from safetensors.torch import save_file
-    from torchvision.models import vgg16
 
     from train.evaluate import POOL_LAYER
+    from train.perceptual import vgg_layers
 
     rng = np.random.default_rng(1)
     folders = {}
@@ -406,7 +406,7 @@ def test_evaluate_ranks_several_models_against_the_same_references(tiny_data, tm
             img = rng.integers(0, 256, (1, 1, 3)) + rng.normal(0, 20, (160, 200, 3))
             Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(folders[kind] / f"{index}.png")
     weights = tmp_path / "vgg16.safetensors"
-    save_file(vgg16(weights=None).features[:POOL_LAYER].state_dict(), str(weights))
+    save_file(vgg_layers("vgg16", POOL_LAYER).state_dict(), str(weights))
     models = []
     for name, seed in (("first", 0), ("second", 1)):
         run = tmp_path / name
