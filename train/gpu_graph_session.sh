@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 14's next lent-GPU call, whole, on one machine start (../shared/gpu.md):
 #   1. the CUDA-graph tests (tests/train: the replayed step against the eager one, CUDA only) and the step table's
-#      two rows at 256² x 16: eager with the structure on the device, and the step as one CUDA graph;
+#      three rows at 256² x 16: eager with the structure on the device, the step as one CUDA graph, and the graph
+#      with cuDNN's autotuner;
 #   2. the shipped model continued at 256² x 16 for MINUTES with v5's last-stage options (fresh discriminators,
 #      --d-warmup), as a CUDA graph when those tests passed (eagerly otherwise), exported, every checkpoint's G
 #      brought back (train/gpu_continue.sh);
@@ -9,7 +10,7 @@
 # Here first: bash train/gpu_prepare.sh; then
 #   run(command="MINUTES=3 bash train/gpu_graph_session.sh",
 #       carry=[".whl/test", "data/gpu", "weights/vgg16_conv4_3_fp16.safetensors"], timeout_s=500)
-# (about 3.5 minutes besides MINUTES), and on the same warm machine the video figures (issue 18):
+# (about 4 minutes besides MINUTES), and on the same warm machine the video figures (issue 18):
 #   run(command="COMPILE=0 bash benchmarks/gpu_video.sh", carry=[".whl/video"], timeout_s=300)
 # Tried on the CPU first (there the graph test skips, so the continuation runs eagerly):
 #   DEVICE=cpu PATCH=64 BATCH=2 STEPS=2 MINUTES=0.3 D_WARMUP=2 OUT=runs/graph-rehearsal bash train/gpu_graph_session.sh
