@@ -229,6 +229,13 @@ def test_frechet_distance_is_zero_for_the_same_set_and_grows_with_the_mean_shift
     assert abs(frechet_distance(features, features)) < 1e-9
     # Same covariance, every mean moved by 1 in 8 dimensions: the distance is the squared shift, 8.
     assert frechet_distance(features, features + 1) == pytest.approx(8, abs=1e-6)
+    # Different covariances: the textbook form with a general matrix square root gives the same value.
+    from scipy import linalg
+
+    other = np.random.default_rng(1).normal(size=(300, 8)) @ np.random.default_rng(2).normal(size=(8, 8)) + 0.5
+    cov_a, cov_b = np.cov(features, rowvar=False), np.cov(other, rowvar=False)
+    textbook = ((features.mean(0) - other.mean(0)) ** 2).sum() + np.trace(cov_a + cov_b - 2 * linalg.sqrtm(cov_a @ cov_b).real)
+    assert frechet_distance(features, other) == pytest.approx(textbook, rel=1e-9)
 
 
 def test_diff_augment_is_differentiable_and_keeps_shapes():
