@@ -43,8 +43,9 @@ def vgg16_pool_features(weights: Path) -> CaffeFeatures:
 
     features = vgg_layers("vgg16", POOL_LAYER)
     features.load_state_dict(load_file(str(weights)), strict=True)
+    net = CaffeFeatures(pool_before_relu(features), "VGG16 relu5_3, global average pooled")
     # channels_last: oneDNN's convolutions run about 20 % faster on this CPU (values equal to 1e-6 relative)
-    return CaffeFeatures(pool_before_relu(features), "VGG16 relu5_3, global average pooled").to(memory_format=torch.channels_last)
+    return net.to(memory_format=torch.channels_last)
 
 
 @torch.no_grad()

@@ -51,8 +51,8 @@ class CaffeFeatures(nn.Module):
 def pool_before_relu(features: nn.Sequential) -> nn.Sequential:
     """``features`` with every ``ReLU, MaxPool2d`` pair run as ``MaxPool2d, ReLU``: the same values and gradients
     (ReLU is monotone, so the max of rectified values is the rectified max, and a window whose max is not
-    positive passes no gradient either way) with the ReLU and its backward on a quarter of the pixels: about
-    a sixth of VGG16's memory traffic up to conv4_3. The layer indices, so the state dict, stay the same."""
+    positive passes no gradient either way) with the ReLU and its backward on a quarter of the pixels: 13 % of
+    VGG16's memory traffic up to conv4_3 in a training step. The layer indices, so the state dict, stay the same."""
     layers = list(features)
     for index in range(len(layers) - 1):
         if isinstance(layers[index], nn.ReLU) and isinstance(layers[index + 1], nn.MaxPool2d):
@@ -61,9 +61,9 @@ def pool_before_relu(features: nn.Sequential) -> nn.Sequential:
 
 
 def vgg_layers(kind: str, cut: int) -> nn.Sequential:
-    """``torchvision.models.vgg16().features[:cut]`` (``kind`` "vgg16"; "vgg19": VGG19's), randomly initialised,
-    with the same layer indices, so state dict keys; without building the classifier, whose 120 million
-    parameters took 2 of the loader's 2.3 s."""
+    """VGG16's ``features[:cut]`` as torchvision builds it (VGG19's for ``kind="vgg19"``), randomly initialised: the
+    same layer indices, so the same state dict keys, without building the classifier, whose 120 million parameters
+    took 2 of the loader's 2.3 s."""
     from torchvision.models.vgg import cfgs, make_layers
 
     return make_layers(cfgs["D" if kind == "vgg16" else "E"])[:cut]

@@ -98,8 +98,9 @@ class _DoubleAxis(torch.autograd.Function):
     """:func:`_double_axis` with its backward pass written out. Input ``i`` feeds output ``2i`` (weight 1),
     ``2i + 1`` and ``2i - 1`` (weight 1/2 each), and the last input also output ``2n - 1`` in full, so
     ``grad_x[i] = g[2i] + g[2i + 1] / 2 + g[2i - 1] / 2``: three adds over views of ``g``, where autograd's
-    own pass through the slice assignments and the shifted copy made full-size zero tensors to add up (about
-    300 of the training step's 5,400 MB at 128² x 8). The halves are exact; only the order of the sums differs."""
+    own pass through the slice assignments and the shifted copy made full-size zero tensors to add up (400 of the
+    training step's 5,160 MB of memory traffic at 128² x 8). The halves are exact; only the order of the sums
+    differs."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, dim: int) -> torch.Tensor:
