@@ -188,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="draw the crops this many times (seed 0 first) and give the distances' mean and spread: "
                                "the spread says how far apart two rows must be to differ")
     evaluate.add_argument("--out", type=Path, default=Path("runs/evaluation"))
+    evaluate.add_argument("--feature-cache", type=Path, default=None,
+                          help="folder of crop features kept between evaluations, by content (default: feature-cache "
+                               "beside --out); crops seen before, the references and baselines included, are not "
+                               "embedded again")
+    evaluate.add_argument("--no-feature-cache", action="store_true", help="embed every crop set, keep nothing")
 
     effects = commands.add_parser("weight-effects", help="what a loss-conditional model's weights do (table, grid)",
                                   formatter_class=fmt)

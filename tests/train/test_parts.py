@@ -221,6 +221,39 @@ def test_a_restored_optimizer_keeps_its_own_implementation():
     assert torch.equal(live.state[model.weight]["exp_avg"], saved.state[model.weight]["exp_avg"])
 
 
+def test_feature_cache_embeds_each_crop_set_once_and_recomputes_what_it_cannot_read(tmp_path, monkeypatch):
+    """Evaluation features are kept by the crops' content and the network's weights; a cached set gives the same
+    features as embedding it; a corrupt entry is computed again; nothing half-written stays in the folder."""
+    from train import evaluate
+    from train.perceptual import tiny_features
+
+    weights = tmp_path / "weights.safetensors"
+    weights.write_bytes(b"weights one")
+    calls = []
+    real_embed = evaluate.embed
+    monkeypatch.setattr(evaluate, "embed", lambda net, crops: calls.append(len(crops)) or real_embed(net, crops))
+    crops = np.random.default_rng(0).integers(0, 256, (3, evaluate.CROP, evaluate.CROP, 3), dtype=np.uint8)
+    cache = evaluate.FeatureCache(tiny_features(), weights, tmp_path / "cache")
+    first = cache(crops)
+    again = cache(crops.copy())
+    assert calls == [3] and (cache.hits, cache.misses) == (1, 1) and again.dtype == np.float64
+    assert np.array_equal(first, again) and np.array_equal(first, real_embed(tiny_features(), crops))
+    changed = crops.copy()
+    changed[0, 0, 0, 0] ^= 1
+    cache(changed)  # one pixel differs: another entry
+    assert calls == [3, 3]
+    entries = sorted((tmp_path / "cache").iterdir())
+    assert len(entries) == 2 and all(entry.suffix == ".npy" for entry in entries)
+    entries[0].write_bytes(b"not an array")
+    entries[1].write_bytes(b"not an array")
+    assert np.array_equal(cache(crops), first) and calls == [3, 3, 3]  # unreadable: embedded again, rewritten
+    weights.write_bytes(b"weights two")  # other weights: other features, so no hit
+    evaluate.FeatureCache(tiny_features(), weights, tmp_path / "cache")(crops)
+    assert calls == [3, 3, 3, 3]
+    assert not list((tmp_path / "cache").glob("*.partial"))
+    assert evaluate.FeatureCache(tiny_features(), weights, None)(crops).shape == first.shape and len(calls) == 5
+
+
 def test_frechet_distance_is_zero_for_the_same_set_and_grows_with_the_mean_shift():
     from train.evaluate import frechet_distance
 
