@@ -66,8 +66,8 @@ class FeatureCache:
     """:func:`embed` with the features kept on disk under a hash of the crops' pixels and of the network's weights:
     crops already seen (the reference sets, the baselines, a model evaluated before) are not embedded again: on
     this 2-core CPU one new model against them takes 81 s instead of 5.6 minutes, the same model again 29 s, with
-    the same table. ``folder`` None: no cache. Each entry is a float32 ``.npy`` (the features' own precision), written whole under a temporary name
-    and then renamed; an entry that cannot be read is computed again."""
+    the same table. ``folder`` None: no cache. Each entry is a float32 ``.npy`` (the features' own precision),
+    written whole under a temporary name and then renamed; an entry that cannot be read is computed again."""
 
     def __init__(self, net: CaffeFeatures, weights: Path, folder: Path | None) -> None:
         self.net, self.folder = net, folder
@@ -93,13 +93,13 @@ class FeatureCache:
         features = embed(self.net, crops)
         self.misses += 1
         self.folder.mkdir(parents=True, exist_ok=True)
-        partial = tempfile.NamedTemporaryFile(dir=self.folder, suffix=".partial", delete=False)
+        pending = tempfile.NamedTemporaryFile(dir=self.folder, suffix=".partial", delete=False)
         try:
-            with partial:
-                np.save(partial, features.astype(np.float32))
-            os.replace(partial.name, path)
+            with pending:
+                np.save(pending, features.astype(np.float32))
+            os.replace(pending.name, path)
         except BaseException:
-            Path(partial.name).unlink(missing_ok=True)
+            Path(pending.name).unlink(missing_ok=True)
             raise
         return features
 
