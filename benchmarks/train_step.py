@@ -6,9 +6,10 @@
 
 Prints steps/s per variant and the share of each step spent waiting for its structure targets (the host
 pool: blocked on the workers; the device path: its kernels, timed with the device synchronised around them,
-which also serialises the step a little). ``--traffic`` counts, on any device, the kernels one step launches and the
-bytes they read and write, by source line: what a GPU step costs, seen from a machine without one. Uses VGG16 conv4_3 (random weights if the extracted file is
-missing: the speed is the same) and scikit-image's sample photos as data. Not a test: numbers depend on the
+which also serialises the step a little). ``--traffic`` counts, on any device, the kernels one step launches and
+the bytes they read and write, by source line: what a GPU step costs, seen from a machine without one. Uses VGG16
+conv4_3 (random weights if the extracted file is missing: the speed is the same) and scikit-image's sample photos
+as data. Not a test: numbers depend on the
 machine. On a GPU: ``--device cuda --patch 256 --batch 16`` is the issue's setting.
 """
 
