@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -117,6 +119,43 @@ def test_discriminator_patch_scores(channels):
     spectral = [name for name, _ in d.named_parameters() if "original" in name]
     assert len(spectral) == 7  # every conv is spectrally normalised
 
+
+def test_discriminator_normalises_its_weights_together_as_torchs_spectral_norm_does_one_by_one():
+    """The grouped spectral norm of ``PatchDiscriminator.forward`` against each conv's own parametrization (what
+    ``conv(x)`` runs): scores, every gradient and the power method's stored vectors, over optimiser steps, in
+    training and in evaluation; the state dict keeps torch's layout."""
+    torch.manual_seed(0)
+    grouped = PatchDiscriminator(in_channels=3, channels=8)
+    one_by_one = copy.deepcopy(grouped)
+
+    def layer_by_layer(x: torch.Tensor) -> torch.Tensor:
+        for layer in one_by_one.layers:
+            x = layer(x)  # a conv reads its ``weight``: torch's parametrization, power iteration included
+        return x
+
+    start = {name: b.clone() for name, b in grouped.named_buffers()}
+    optimisers = [torch.optim.SGD(d.parameters(), lr=0.5) for d in (grouped, one_by_one)]
+    for _ in range(3):
+        x = torch.randn(2, 3, 24, 20)
+        scores, expected = grouped(x), layer_by_layer(x)
+        assert torch.allclose(scores, expected, rtol=1e-5, atol=1e-6)
+        scores.square().mean().backward()
+        expected.square().mean().backward()
+        for (name, mine), (_, theirs) in zip(grouped.named_parameters(), one_by_one.named_parameters(), strict=True):
+            assert torch.allclose(mine.grad, theirs.grad, rtol=1e-4, atol=1e-5 * theirs.grad.abs().max()), name
+        for (name, mine), (_, theirs) in zip(grouped.named_buffers(), one_by_one.named_buffers(), strict=True):
+            assert torch.allclose(mine, theirs, atol=1e-6), name  # u and v moved as torch moves them
+        for optimiser in optimisers:
+            optimiser.step()
+            optimiser.zero_grad()
+    assert not any(torch.allclose(b, start[name]) for name, b in grouped.named_buffers() if b.numel() > 1)  # moved
+    grouped.eval()
+    one_by_one.eval()
+    buffers = {name: b.clone() for name, b in grouped.named_buffers()}
+    x = torch.randn(1, 3, 16, 16)
+    assert torch.allclose(grouped(x), layer_by_layer(x), rtol=1e-5, atol=1e-6)
+    assert all(torch.equal(b, buffers[name]) for name, b in grouped.named_buffers())  # no power step in evaluation
+    assert grouped.state_dict().keys() == one_by_one.state_dict().keys()
 
 def test_discriminator_rejects_other_channel_counts():
     with pytest.raises(ValueError, match="in_channels"):

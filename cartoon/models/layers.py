@@ -20,7 +20,8 @@ def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
 class Conv2dSame(nn.Conv2d):
     """``nn.Conv2d`` with TF 'SAME' padding; for stride 2 on even sizes it pads 0 before and 1 after.
 
-    The state dict is that of ``nn.Conv2d`` (``weight``, ``bias``).
+    The state dict is that of ``nn.Conv2d`` (``weight``, ``bias``). ``forward(x, weight)`` convolves with another
+    tensor of the weight's shape instead (the discriminator's spectrally normalised weights, computed together).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> None:
@@ -28,13 +29,13 @@ class Conv2dSame(nn.Conv2d):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2 if symmetric else 0)
         self._pad_in_forward = not symmetric
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         if self._pad_in_forward:
             k, s = self.kernel_size[0], self.stride[0]
             top, bottom = tf_same_padding(x.shape[-2], k, s)
             left, right = tf_same_padding(x.shape[-1], k, s)
             x = F.pad(x, (left, right, top, bottom))
-        return super().forward(x)
+        return self._conv_forward(x, self.weight if weight is None else weight, self.bias)
 
 
 def resize_bilinear_legacy(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
