@@ -157,6 +157,26 @@ def test_discriminator_normalises_its_weights_together_as_torchs_spectral_norm_d
     assert all(torch.equal(b, buffers[name]) for name, b in grouped.named_buffers())  # no power step in evaluation
     assert grouped.state_dict().keys() == one_by_one.state_dict().keys()
 
+
+def test_the_division_by_sigma_has_the_gradient_of_w_over_its_largest_singular_value_estimate():
+    """``_DividedBySigma``'s written-out backward against finite differences (float64) of ``W / |W^T u|`` with a
+    constant unit ``u``: sigma moves with W, so its term of the gradient is checked too."""
+    from cartoon.models.discriminator import _DividedBySigma
+
+    torch.manual_seed(0)
+    u = F.normalize(torch.randn(4, dtype=torch.float64), dim=0)
+
+    def normalised(weight: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            back_product = torch.mv(weight.flatten(1).T, u)
+            sigma = back_product.norm()
+        return _DividedBySigma.apply(weight, u, back_product / sigma, sigma, torch.float64)
+
+    weight = torch.randn(4, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(normalised, (weight,))
+    assert torch.autograd.gradcheck(normalised, (weight.detach().contiguous(memory_format=torch.channels_last)
+                                                 .requires_grad_(),))
+
 def test_discriminator_rejects_other_channel_counts():
     with pytest.raises(ValueError, match="in_channels"):
         PatchDiscriminator(in_channels=2)
