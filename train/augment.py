@@ -34,49 +34,84 @@ def parse_policy(policy: str | None) -> tuple[str, ...]:
     return names
 
 
-def _uniform(x: torch.Tensor, low: float, high: float, generator: torch.Generator | None) -> torch.Tensor:
-    """One draw per sample, shaped ``(B, 1, 1, 1)``, on x's device."""
-    u = torch.rand(x.shape[0], 1, 1, 1, generator=generator, device=generator.device if generator else x.device)
-    return (low + (high - low) * u).to(device=x.device, dtype=x.dtype)
-
-
 def color(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    x = x + _uniform(x, -0.5, 0.5, generator)
+    """Brightness, saturation and contrast with per-sample draws (the module's doc gives their ranges).
+
+    Two passes over x, each one ``addcmul``: saturation ``s x + (1 - s) mean_c(x)``, then contrast and brightness
+    together, ``c y + (b + (1 - c) mean(y))``: the brightness shift moves the image's mean with it, so it can come
+    last. The same values as the three steps in turn (to float rounding), in a third of the passes.
+    """
+    device = generator.device if generator is not None else x.device
+    draws = torch.rand(x.shape[0], 3, 1, 1, 1, generator=generator, device=device).to(device=x.device, dtype=x.dtype)
+    brightness, saturation, contrast = draws[:, 0] - 0.5, draws[:, 1] * 2.0, draws[:, 2] + 0.5
     if x.shape[1] > 1:
-        mean = x.mean(dim=1, keepdim=True)
-        x = mean + (x - mean) * _uniform(x, 0.0, 2.0, generator)
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return mean + (x - mean) * _uniform(x, 0.5, 1.5, generator)
+        x = torch.addcmul(x.mean(dim=1, keepdim=True) * (1 - saturation), x, saturation)
+    offset = torch.addcmul(brightness, x.mean(dim=(1, 2, 3), keepdim=True), 1 - contrast)
+    return torch.addcmul(offset, x, contrast)
 
 
 def translation(x: torch.Tensor, generator: torch.Generator | None = None, ratio: float = 0.125) -> torch.Tensor:
     """Shift each sample by up to ``ratio`` of its size (integer pixels), zeros shifted in; differentiable in x."""
+    rows, cols = _pixel_grid(x)
+    return _gather_from_zero_border(x, *_shift_sources(x, rows, cols, generator, ratio))
+
+
+def cutout(x: torch.Tensor, generator: torch.Generator | None = None, ratio: float = 0.5) -> torch.Tensor:
+    """Zero one square of ``ratio`` of the side per sample (it may reach past the border)."""
+    rows, cols = _pixel_grid(x)
+    return x * (~_square(x, rows, cols, generator, ratio)).unsqueeze(1).to(x.dtype)
+
+
+def translation_then_cutout(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``cutout(translation(x))`` from the same draws in one gather: the square's pixels read the zero border.
+
+    Saves the cutout's own passes over the batch, forward and backward (the default policy ends with this pair).
+    """
+    rows, cols = _pixel_grid(x)
+    source_rows, source_cols = _shift_sources(x, rows, cols, generator, 0.125)
+    return _gather_from_zero_border(x, source_rows, source_cols, cut=_square(x, rows, cols, generator, 0.5))
+
+
+def _pixel_grid(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row indices ``(1, H, 1)`` and column indices ``(1, 1, W)`` of x's pixels."""
+    height, width = x.shape[-2:]
+    return (torch.arange(height, device=x.device).view(1, height, 1),
+            torch.arange(width, device=x.device).view(1, 1, width))
+
+
+def _shift_sources(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, generator: torch.Generator | None,
+                   ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A shift of up to ``ratio`` of each side per sample, as each output pixel's source row ``(B, H, 1)`` and
+    column ``(B, 1, W)``; -1 and H (W) stand for the zero border."""
     batch, _, height, width = x.shape
     shift_h, shift_w = int(height * ratio + 0.5), int(width * ratio + 0.5)
     device = generator.device if generator is not None else x.device
     dy = torch.randint(-shift_h, shift_h + 1, (batch, 1, 1), generator=generator, device=device).to(x.device)
     dx = torch.randint(-shift_w, shift_w + 1, (batch, 1, 1), generator=generator, device=device).to(x.device)
-    rows = torch.arange(height, device=x.device).view(1, height, 1)
-    cols = torch.arange(width, device=x.device).view(1, 1, width)
-    source_rows = (rows - dy).clamp(-1, height)  # -1 and height land in the zero padding
-    source_cols = (cols - dx).clamp(-1, width)
-    padded = F.pad(x, (1, 1, 1, 1))
-    index = ((source_rows + 1) * (width + 2) + (source_cols + 1)).view(batch, 1, -1).expand(-1, x.shape[1], -1)
-    return padded.flatten(2).gather(2, index).view_as(x)
+    return (rows - dy).clamp(-1, height), (cols - dx).clamp(-1, width)
 
 
-def cutout(x: torch.Tensor, generator: torch.Generator | None = None, ratio: float = 0.5) -> torch.Tensor:
-    """Zero one square of ``ratio`` of the side per sample (it may reach past the border)."""
+def _square(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, generator: torch.Generator | None,
+            ratio: float) -> torch.Tensor:
+    """``(B, H, W)`` bool: one square of ``ratio`` of the side per sample, centred anywhere in the image."""
     batch, _, height, width = x.shape
     size_h, size_w = int(height * ratio + 0.5), int(width * ratio + 0.5)
     device = generator.device if generator is not None else x.device
     top = torch.randint(0, height + (1 - size_h % 2), (batch, 1, 1), generator=generator, device=device).to(x.device)
     left = torch.randint(0, width + (1 - size_w % 2), (batch, 1, 1), generator=generator, device=device).to(x.device)
-    rows = torch.arange(height, device=x.device).view(1, height, 1)
-    cols = torch.arange(width, device=x.device).view(1, 1, width)
     first_row, first_col = top - size_h // 2, left - size_w // 2  # the square's corner; it is clipped at the borders
-    inside = (rows >= first_row) & (rows < first_row + size_h) & (cols >= first_col) & (cols < first_col + size_w)
-    return x * (~inside).unsqueeze(1).to(x.dtype)
+    return ((rows >= first_row) & (rows < first_row + size_h)) & ((cols >= first_col) & (cols < first_col + size_w))
+
+
+def _gather_from_zero_border(x: torch.Tensor, source_rows: torch.Tensor, source_cols: torch.Tensor,
+                             cut: torch.Tensor | None = None) -> torch.Tensor:
+    """x's pixels read at ``(source_rows, source_cols)`` (-1 and H or W: zero), and zero where ``cut``."""
+    batch, channels, height, width = x.shape
+    padded = F.pad(x, (1, 1, 1, 1))
+    index = (source_rows + 1) * (width + 2) + (source_cols + 1)  # (B, H, W) into the padded image
+    if cut is not None:
+        index = index.masked_fill(cut, 0)  # the padding's top-left corner: a zero
+    return padded.flatten(2).gather(2, index.view(batch, 1, -1).expand(-1, channels, -1)).view_as(x)
 
 
 _TRANSFORMS = {"color": color, "translation": translation, "cutout": cutout}
@@ -89,6 +124,10 @@ def diff_augment(x: torch.Tensor, policy: tuple[str, ...], generator: torch.Gene
         >>> diff_augment(torch.zeros(2, 3, 8, 8), ("translation", "cutout")).shape
         torch.Size([2, 3, 8, 8])
     """
-    for name in policy:
-        x = _TRANSFORMS[name](x, generator)
+    index = 0
+    while index < len(policy):
+        if policy[index : index + 2] == ("translation", "cutout"):
+            x, index = translation_then_cutout(x, generator), index + 2
+        else:
+            x, index = _TRANSFORMS[policy[index]](x, generator), index + 1
     return x

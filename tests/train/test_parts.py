@@ -286,6 +286,38 @@ def test_diff_augment_is_differentiable_and_keeps_shapes():
         parse_policy("color,rotate")
 
 
+def test_diff_augment_computes_each_transform_as_its_definition_in_fewer_passes():
+    """``color``'s two ``addcmul`` passes against brightness, saturation and contrast applied in turn from the same
+    draws; the fused translation-and-cutout against the two transforms one after the other, values and gradients."""
+    from train.augment import color, cutout, diff_augment, translation, translation_then_cutout
+
+    torch.manual_seed(0)
+    for channels in (3, 1):
+        x = torch.rand(6, channels, 20, 24) * 2 - 1
+        b, s, c = torch.rand(6, 3, 1, 1, 1, generator=torch.Generator().manual_seed(5)).unbind(1)
+        y = x + (b - 0.5)  # the module's definition, step by step: brightness U(-0.5, 0.5),
+        if channels > 1:
+            mean = y.mean(dim=1, keepdim=True)
+            y = mean + (y - mean) * (s * 2)  # saturation U(0, 2),
+        mean = y.mean(dim=(1, 2, 3), keepdim=True)
+        y = mean + (y - mean) * (c + 0.5)  # contrast U(0.5, 1.5)
+        assert torch.allclose(color(x, torch.Generator().manual_seed(5)), y, atol=1e-5)
+
+        x.requires_grad_()
+        weights = torch.randn_like(x)
+        fused = translation_then_cutout(x, torch.Generator().manual_seed(7))
+        (fused_grad,) = torch.autograd.grad((fused * weights).sum(), x)
+        generator = torch.Generator().manual_seed(7)
+        in_turn = cutout(translation(x, generator), generator)
+        (in_turn_grad,) = torch.autograd.grad((in_turn * weights).sum(), x)
+        assert torch.equal(fused, in_turn) and torch.equal(fused_grad, in_turn_grad)
+        assert (fused == 0).float().mean() > 0.1  # a square and the shifted-in border are zero
+        generator = torch.Generator().manual_seed(7)
+        assert torch.equal(diff_augment(x, ("translation", "cutout"), torch.Generator().manual_seed(7)), fused)
+        assert torch.equal(diff_augment(x, ("cutout", "translation"), torch.Generator().manual_seed(7)),
+                           translation(cutout(x, generator), generator))  # the other order: the two in turn
+
+
 def test_diff_augment_draws_real_and_fake_from_the_same_distribution():
     """Real and generated batches go through one function with per-sample draws: the transforms' statistics agree."""
     from train.augment import cutout, translation
