@@ -69,15 +69,20 @@ def vgg_layers(kind: str, cut: int) -> nn.Sequential:
     return make_layers(cfgs["D" if kind == "vgg16" else "E"])[:cut]
 
 
+def caffe_vgg(kind: str, cut: int, state: dict[str, torch.Tensor], name: str) -> CaffeFeatures:
+    """VGG's ``features[:cut]`` (:func:`vgg_layers`) holding ``state`` (strictly: each of its keys and no other),
+    its pools before its ReLUs (:func:`pool_before_relu`), behind Caffe's preprocessing; frozen."""
+    features = vgg_layers(kind, cut)
+    features.load_state_dict(state, strict=True)
+    return CaffeFeatures(pool_before_relu(features), name)
+
+
 def _vgg_features(kind: str, weights: Path) -> CaffeFeatures:
     cut = VGG16_CONV4_3 if kind == "vgg16" else VGG19_CONV4_4
-    features = vgg_layers(kind, cut)
     state = load_file(weights)
     state = {k.removeprefix("features."): v for k, v in state.items() if int(k.removeprefix("features.").split(".")[0]) < cut}
-    features.load_state_dict(state, strict=True)
-    features = pool_before_relu(features)
     label = "VGG16 conv4_3 (ImageNet, stand-in)" if kind == "vgg16" else "VGG19 conv4_4 (ImageNet)"
-    return CaffeFeatures(features, label)
+    return caffe_vgg(kind, cut, state, label)
 
 
 def tiny_features(seed: int = 0) -> CaffeFeatures:
