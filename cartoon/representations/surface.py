@@ -73,14 +73,21 @@ def guided_filter(x: torch.Tensor, y: torch.Tensor, r: int, eps: float) -> torch
 
 def _guided_filter_torch(x: torch.Tensor, y: torch.Tensor, r: int, eps: float) -> torch.Tensor:
     """:func:`guided_filter` in torch ops (autograd, any device), arguments checked."""
-    # Box means of all four maps in one pass each (NCHW: avg_pool is ~2x slower on channels_last).
-    x, y = x.contiguous(), y.contiguous()
-    c_x, c_y = x.shape[1], y.shape[1]
-    stacked = _box_mean(torch.cat([x, y, x * y, x * x], dim=1), r)
-    mean_x, mean_y, mean_xy, mean_xx = stacked.split([c_x, c_y, c_y, c_x], dim=1)
-    a = (mean_xy - mean_x * mean_y) / (mean_xx - mean_x * mean_x + eps)
-    b = mean_y - a * mean_x
-    mean_a, mean_b = _box_mean(torch.cat([a, b], dim=1), r).split([c_y, c_y], dim=1)
+    # Box means of all the maps in one pass each (NCHW: avg_pool is ~2x slower on channels_last).
+    if y is x:  # self-guided (the surface representation): mean(y) is mean(x), cov(x, y) is var(x): half the maps
+        x = y = x.contiguous()
+        mean_x, mean_xx = _box_mean(torch.cat([x, x * x], dim=1), r).chunk(2, dim=1)
+        variance = mean_xx - mean_x * mean_x
+        a = variance / (variance + eps)
+        b = mean_x - a * mean_x
+    else:
+        x, y = x.contiguous(), y.contiguous()
+        c_x, c_y = x.shape[1], y.shape[1]
+        stacked = _box_mean(torch.cat([x, y, x * y, x * x], dim=1), r)
+        mean_x, mean_y, mean_xy, mean_xx = stacked.split([c_x, c_y, c_y, c_x], dim=1)
+        a = (mean_xy - mean_x * mean_y) / (mean_xx - mean_x * mean_x + eps)
+        b = mean_y - a * mean_x
+    mean_a, mean_b = _box_mean(torch.cat([a, b], dim=1), r).chunk(2, dim=1)
     return mean_a * x + mean_b
 
 

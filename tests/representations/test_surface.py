@@ -115,6 +115,18 @@ class TestGuidedFilter:
         y = torch.rand(1, 3, 8, 8, generator=g, dtype=torch.float64, requires_grad=True)
         assert torch.autograd.gradcheck(lambda a, b: guided_filter(a, b, 1, 1e-2), (x, y))
 
+    @pytest.mark.parametrize("r,eps", [(1, 5e-3), (5, 0.2)])
+    def test_self_guided_torch_path_matches_reference_with_its_gradient(self, pair, r, eps):
+        """``guided_filter(x, x)`` (the surface representation in training) box-filters half the maps: the same
+        values as the reference, and gradients that finite differences confirm (float64)."""
+        x = pair[0].clone().requires_grad_()
+        out = guided_filter(x, x, r, eps)
+        assert out.requires_grad  # the torch path, not OpenCV's
+        expected = guided_filter_reference(hwc(x.detach()), hwc(x.detach()), r, eps)
+        assert np.abs(hwc(out.detach()) - expected).max() <= 1e-5
+        small = torch.rand(1, 3, 7, 9, generator=torch.Generator().manual_seed(2), dtype=torch.float64) * 2 - 1
+        assert torch.autograd.gradcheck(lambda a: guided_filter(a, a, r, eps), (small.requires_grad_(),))
+
     def test_bfloat16_close(self, pair):
         x, y = pair
         out = guided_filter(x.bfloat16(), y.bfloat16(), 1, 5e-3)
