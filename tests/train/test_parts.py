@@ -23,6 +23,20 @@ def test_feature_l1_is_normalised_by_feature_size():
     assert torch.isclose(feature_l1(a, b), torch.tensor(1 / 24))
 
 
+def test_feature_l1_on_bf16_features_moves_by_rounding_only_and_keeps_its_gradient():
+    """The difference is taken in bf16 and summed in float32: the value within bf16 rounding of the float64 one,
+    the gradient (the difference's sign over the size) exactly that of the difference taken in float32."""
+    torch.manual_seed(0)
+    a = torch.randn(2, 64, 8, 8).bfloat16().requires_grad_()
+    b = torch.randn(2, 64, 8, 8).bfloat16()
+    loss = feature_l1(a, b)
+    exact = (a.double() - b.double()).abs().mean() / (64 * 8 * 8)
+    assert loss.dtype == torch.float32 and abs(loss.item() / exact.item() - 1) < 2e-3
+    (gradient,) = torch.autograd.grad(loss, a)
+    (in_float32,) = torch.autograd.grad((a.float() - b.float()).abs().mean() / (64 * 8 * 8), a)
+    assert torch.equal(gradient, in_float32)
+
+
 def test_total_variation_matches_the_authors_form():
     x = torch.rand(2, 3, 5, 7)
     dx = ((x[..., 1:] - x[..., :-1]) ** 2).mean()
