@@ -127,6 +127,21 @@ def test_majority_filter_removes_specks_and_keeps_regions():
     assert torch.equal(majority_filter(labels), labels)
 
 
+def test_majority_filter_is_the_vote_of_each_3x3_neighbourhood():
+    """Against a per-pixel count (edge pixels repeated outward): the centre keeps its label when no label has more
+    votes, else the most frequent one wins (the first in the window's row-major order on a tie)."""
+    labels = torch.randint(0, 4, (2, 7, 9), generator=torch.Generator().manual_seed(0))
+    padded = np.pad(labels.numpy(), ((0, 0), (1, 1), (1, 1)), mode="edge")
+    expected = np.empty_like(labels.numpy())
+    for b, i, j in np.ndindex(*labels.shape):
+        window = padded[b, i : i + 3, j : j + 3].reshape(-1)
+        votes = [(window == label).sum() for label in window]
+        expected[b, i, j] = window[4] if votes[4] >= max(votes) else window[int(np.argmax(votes))]
+    filtered = majority_filter(labels)
+    assert filtered.dtype == torch.int64 and np.array_equal(filtered.numpy(), expected)
+    assert not torch.equal(filtered, labels)  # random labels: the filter does change some
+
+
 def test_device_constants_are_made_once_per_device_and_dtype():
     from cartoon.device import device_constant
 
