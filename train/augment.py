@@ -21,6 +21,10 @@ import torch.nn.functional as F
 
 POLICIES = ("color", "translation", "cutout")
 DEFAULT_POLICY = "color,translation,cutout"
+TRANSLATION_RATIO = 0.125
+"""The largest shift, as a fraction of each side."""
+CUTOUT_RATIO = 0.5
+"""The cutout square's side, as a fraction of each side."""
 
 
 def parse_policy(policy: str | None) -> tuple[str, ...]:
@@ -50,13 +54,14 @@ def color(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Te
     return torch.addcmul(offset, x, contrast)
 
 
-def translation(x: torch.Tensor, generator: torch.Generator | None = None, ratio: float = 0.125) -> torch.Tensor:
+def translation(x: torch.Tensor, generator: torch.Generator | None = None,
+                ratio: float = TRANSLATION_RATIO) -> torch.Tensor:
     """Shift each sample by up to ``ratio`` of its size (integer pixels), zeros shifted in; differentiable in x."""
     rows, cols = _pixel_grid(x)
     return _gather_from_zero_border(x, *_shift_sources(x, rows, cols, generator, ratio))
 
 
-def cutout(x: torch.Tensor, generator: torch.Generator | None = None, ratio: float = 0.5) -> torch.Tensor:
+def cutout(x: torch.Tensor, generator: torch.Generator | None = None, ratio: float = CUTOUT_RATIO) -> torch.Tensor:
     """Zero one square of ``ratio`` of the side per sample (it may reach past the border)."""
     rows, cols = _pixel_grid(x)
     return x * (~_square(x, rows, cols, generator, ratio)).unsqueeze(1).to(x.dtype)
@@ -68,8 +73,8 @@ def translation_then_cutout(x: torch.Tensor, generator: torch.Generator | None =
     Saves the cutout's own passes over the batch, forward and backward (the default policy ends with this pair).
     """
     rows, cols = _pixel_grid(x)
-    source_rows, source_cols = _shift_sources(x, rows, cols, generator, 0.125)
-    return _gather_from_zero_border(x, source_rows, source_cols, cut=_square(x, rows, cols, generator, 0.5))
+    source_rows, source_cols = _shift_sources(x, rows, cols, generator, TRANSLATION_RATIO)
+    return _gather_from_zero_border(x, source_rows, source_cols, cut=_square(x, rows, cols, generator, CUTOUT_RATIO))
 
 
 def _pixel_grid(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
