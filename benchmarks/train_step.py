@@ -188,16 +188,27 @@ def storage_bytes(tensor: torch.Tensor) -> int:
 
 def traffic_report(trainer: Trainer, data, args: argparse.Namespace, replayed: bool) -> None:
     """``--traffic``: one more step with every op counted; prints its kernels (each op but views and allocations)
-    and the bytes of its inputs and outputs, in all and for the lines that move the most. On a GPU both bound a
-    step: launches while the host is the slower side, bytes for the elementwise work (convolutions are compute).
-    The CPU's Adam is the foreach one (many ops; CUDA's fused: one per parameter group), and the host superpixel
-    pool's work happens in other processes: neither is what a GPU step counts."""
+    and the bytes of its inputs and outputs, in all, by file and for the lines that move the most. An op of a
+    backward pass counts for the forward line it differentiates (``backward of file:line``: autograd's anomaly
+    mode records where each node was made). On a GPU both bound a step: launches while the host is the slower
+    side, bytes for the elementwise work (convolutions are compute). The CPU's Adam is the foreach one (many ops;
+    CUDA's fused: one per parameter group), and the host superpixel pool's work happens in other processes:
+    neither is what a GPU step counts."""
+    import re
+    import traceback
     from collections import Counter
 
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_leaves
 
-    from train.graphed_step import caller
+    from train.graphed_step import caller, project_frame
+
+    def forward_line(node) -> str:
+        """Where the autograd ``node`` was made, from anomaly mode's formatted stack."""
+        frames = [traceback.FrameSummary(match[1], int(match[2]), "")
+                  for entry in node.metadata.get("traceback_", [])
+                  if (match := re.search(r'File "([^"]+)", line (\d+)', entry))]
+        return f"backward of {project_frame(frames)}" if frames else f"backward at {caller()}"
 
     if replayed:
         print("# --traffic: a replayed CUDA graph runs no op on the host to count (see the same variant without it)")
@@ -212,16 +223,26 @@ def traffic_report(trainer: Trainer, data, args: argparse.Namespace, replayed: b
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
             if not func.is_view and func.overloadpacket.__name__ not in ALLOCATIONS:
-                key = f"{caller()} {func.overloadpacket.__name__}"
+                node = torch._C._current_autograd_node()
+                key = f"{caller() if node is None else forward_line(node)} {func.overloadpacket.__name__}"
                 self.kernels[key] += 1
                 self.bytes[key] += sum(storage_bytes(t) for t in tree_leaves((args, kwargs, out)) if isinstance(t, torch.Tensor))
             return out
 
     batch = data.batch(0, args.batch, args.patch, trainer.data_rng)
-    with Counting() as counted:
+    with torch.autograd.set_detect_anomaly(True, check_nan=False), Counting() as counted:
         trainer.step(batch)
     print(f"# one step: {sum(counted.kernels.values())} kernels, {sum(counted.bytes.values()) / 1e9:.2f} GB read and "
-          f"written; the lines that move the most:")
+          f"written; by file (forward and backward):")
+    files: Counter = Counter()
+    file_kernels: Counter = Counter()
+    for key, moved in counted.bytes.items():
+        name = key.removeprefix("backward of ").split(":")[0]
+        files[name] += moved
+        file_kernels[name] += counted.kernels[key]
+    for name, moved in files.most_common(10):
+        print(f"#   {moved / 1e9:6.2f} GB {file_kernels[name]:5d}x {name}")
+    print("# the lines that move the most:")
     for key, moved in counted.bytes.most_common(12):
         print(f"#   {moved / 1e6:8.0f} MB {counted.kernels[key]:4d}x {key}")
 

@@ -189,7 +189,11 @@ def caller() -> str:
     """``file:line`` of the innermost frame in this repository's code (cartoon/, train/), else the innermost."""
     import traceback
 
-    frames = traceback.extract_stack()[:-2]
+    return project_frame(traceback.extract_stack()[:-2])
+
+
+def project_frame(frames: Sequence) -> str:
+    """:func:`caller` for a list of ``traceback.FrameSummary`` (outermost first)."""
     for frame in reversed(frames):
         if ("/cartoon/" in frame.filename or "/train/" in frame.filename) and "graphed_step" not in frame.filename:
             return f"{frame.filename.rsplit('/', 2)[-2]}/{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}"
