@@ -127,6 +127,26 @@ class TestGuidedFilter:
         small = torch.rand(1, 3, 7, 9, generator=torch.Generator().manual_seed(2), dtype=torch.float64) * 2 - 1
         assert torch.autograd.gradcheck(lambda a: guided_filter(a, a, r, eps), (small.requires_grad_(),))
 
+    @pytest.mark.parametrize("r,eps", [(0, 0.1), (1, 5e-3), (5, 0.2), (30, 0.1)])
+    @pytest.mark.parametrize("guide_channels", [3, 1])
+    def test_written_out_backward_with_a_constant_guide(self, r, eps, guide_channels):
+        """Training filters G's output guided by the photo: the written-out gradient with respect to the input
+        against finite differences (float64), and against autograd through the forward's own ops (float32)."""
+        from cartoon.representations.surface import _guided_filter_forward
+
+        g = torch.Generator().manual_seed(3)
+        guide = torch.rand(2, guide_channels, 9, 11, generator=g, dtype=torch.float64) * 2 - 1
+        y = (torch.rand(2, 3, 9, 11, generator=g, dtype=torch.float64) * 2 - 1).requires_grad_()
+        assert guided_filter(guide, y, r, eps).grad_fn.name() == "_GuidedFilterBackwardBackward"
+        assert torch.autograd.gradcheck(lambda b: guided_filter(guide, b, r, eps), (y,))
+        weights = torch.randn(2, 3, 9, 11, generator=g)
+        for self_guided in (False, True):
+            source = y.detach().float().requires_grad_()
+            x = source if self_guided else guide.float()
+            (written,) = torch.autograd.grad((guided_filter(x, source, r, eps) * weights).sum(), source)
+            (autograd,) = torch.autograd.grad((_guided_filter_forward(x, source, r, eps)[0] * weights).sum(), source)
+            assert torch.allclose(written, autograd, atol=1e-6 * autograd.abs().max())
+
     def test_bfloat16_close(self, pair):
         x, y = pair
         out = guided_filter(x.bfloat16(), y.bfloat16(), 1, 5e-3)
