@@ -74,9 +74,9 @@ def guided_filter(x: torch.Tensor, y: torch.Tensor, r: int, eps: float) -> torch
 
 def _guided_filter_torch(x: torch.Tensor, y: torch.Tensor, r: int, eps: float) -> torch.Tensor:
     """:func:`guided_filter` in torch ops (autograd, any device), arguments checked. Training differentiates it
-    with respect to the filtered input only (the guide is the photo, or the input itself): then its backward pass
-    is :class:`_GuidedFilterBackward`'s, written out."""
-    if torch.is_grad_enabled() and y.requires_grad and (y is x or not x.requires_grad):
+    with respect to the filtered input only (the guide is the photo, or the input itself): then, with one dtype,
+    its backward pass is :class:`_GuidedFilterBackward`'s, written out."""
+    if torch.is_grad_enabled() and y.requires_grad and (y is x or not x.requires_grad) and x.dtype == y.dtype:
         return _GuidedFilterBackward.apply(x, y, r, eps)
     return _guided_filter_forward(x, y, r, eps)[0]
 

@@ -146,6 +146,10 @@ class TestGuidedFilter:
             (written,) = torch.autograd.grad((guided_filter(x, source, r, eps) * weights).sum(), source)
             (autograd,) = torch.autograd.grad((_guided_filter_forward(x, source, r, eps)[0] * weights).sum(), source)
             assert torch.allclose(written, autograd, atol=1e-6 * autograd.abs().max())
+        mixed = guided_filter(guide.bfloat16(), y.float(), r, eps)  # a guide of another dtype: autograd's pass
+        assert mixed.grad_fn.name() != "_GuidedFilterBackwardBackward"
+        (mixed_gradient,) = torch.autograd.grad(mixed.sum(), y)
+        assert mixed_gradient.dtype == torch.float64 and torch.isfinite(mixed_gradient).all()
 
     def test_bfloat16_close(self, pair):
         x, y = pair
