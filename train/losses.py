@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from cartoon.representations.surface import guided_filter
 
@@ -67,16 +68,47 @@ def cast_loss(output: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
     """``(mean(dx^2) + mean(dy^2)) / (3 * H * W)`` of ``(B, 3, H, W)`` (the authors' form, not an L1 sum)."""
-    x = x.float()
     _, _, height, width = x.shape
-    dx = x[..., :, 1:] - x[..., :, :-1]
-    dy = x[..., 1:, :] - x[..., :-1, :]
-    return (dx.pow(2).mean() + dy.pow(2).mean()) / (3 * height * width)
+    return _Variation.apply(x.float(), True) / (3 * height * width)
 
 
 def _l1_variation(x: torch.Tensor) -> torch.Tensor:
     """``mean|dx x| + mean|dy x|`` of ``(B, C, H, W)``: the L1 total variation both priors below charge."""
-    return (x[..., :, 1:] - x[..., :, :-1]).abs().mean() + (x[..., 1:, :] - x[..., :-1, :]).abs().mean()
+    return _Variation.apply(x, False)
+
+
+class _Variation(torch.autograd.Function):
+    """``mean(f(dx)) + mean(f(dy))`` over the differences of horizontally and vertically neighbouring pixels of
+    ``(B, C, H, W)`` ``x``, ``f`` the square (``squared``) or the absolute value.
+
+    The backward pass is written out: each difference's slope goes to its two pixels, as in-place updates of one
+    gradient. Autograd's went through the slices, building a zero tensor for each and adding them up: about a
+    third of the passes over the image. The forward pass is the same ops as before, so the values are too.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, squared: bool) -> torch.Tensor:
+        dx = x[..., :, 1:] - x[..., :, :-1]
+        dy = x[..., 1:, :] - x[..., :-1, :]
+        ctx.squared, ctx.shape = squared, x.shape
+        ctx.save_for_backward(dx, dy)
+        if squared:
+            return dx.pow(2).mean() + dy.pow(2).mean()
+        return dx.abs().mean() + dy.abs().mean()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        dx, dy = ctx.saved_tensors
+        result = dx.new_zeros(ctx.shape)
+        for difference, later, earlier in ((dx, result[..., :, 1:], result[..., :, :-1]),
+                                           (dy, result[..., 1:, :], result[..., :-1, :])):
+            # d mean(f(d)) / d d: 2 d / n for the square, sign(d) / n for the absolute value
+            slope, scale = (difference, 2 * grad / difference.numel()) if ctx.squared else \
+                (difference.sign(), grad / difference.numel())
+            later.addcmul_(slope, scale)
+            earlier.addcmul_(slope, scale, value=-1)
+        return result, None
 
 
 def chroma_variation(x: torch.Tensor) -> torch.Tensor:

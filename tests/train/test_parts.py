@@ -37,6 +37,33 @@ def test_feature_l1_on_bf16_features_moves_by_rounding_only_and_keeps_its_gradie
     assert torch.equal(gradient, in_float32)
 
 
+def test_the_variation_terms_have_their_definitions_gradients():
+    """TV (squared) and the priors' L1 variation go through one function with its backward written out: its
+    gradient against finite differences (float64), and the losses' against autograd through their definitions."""
+    from train.losses import _Variation
+
+    torch.manual_seed(0)
+    for squared in (True, False):
+        x = torch.randn(2, 3, 6, 7, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda a, s=squared: _Variation.apply(a, s), (x,))
+    x = torch.rand(2, 3, 9, 8, requires_grad=True)
+
+    def l1(v: torch.Tensor) -> torch.Tensor:
+        return (v[..., :, 1:] - v[..., :, :-1]).abs().mean() + (v[..., 1:, :] - v[..., :-1, :]).abs().mean()
+
+    definitions = {
+        total_variation: lambda v: (((v[..., 1:] - v[..., :-1]) ** 2).mean()
+                                    + ((v[..., 1:, :] - v[..., :-1, :]) ** 2).mean()) / (3 * 9 * 8),
+        chroma_variation: lambda v: l1(v - v.mean(dim=1, keepdim=True)),
+        grey_variation: lambda v: l1(v.mean(dim=1, keepdim=True)),
+    }
+    for loss, definition in definitions.items():
+        (written,) = torch.autograd.grad(loss(x), x)
+        (expected,) = torch.autograd.grad(definition(x), x)
+        assert torch.allclose(loss(x), definition(x)) and written.abs().sum() > 0
+        assert torch.allclose(written, expected, atol=1e-6 * expected.abs().max()), loss.__name__
+
+
 def test_total_variation_matches_the_authors_form():
     x = torch.rand(2, 3, 5, 7)
     dx = ((x[..., 1:] - x[..., :-1]) ** 2).mean()
