@@ -104,8 +104,8 @@ class _Variation(torch.autograd.Function):
         for difference, later, earlier in ((dx, result[..., :, 1:], result[..., :, :-1]),
                                            (dy, result[..., 1:, :], result[..., :-1, :])):
             # d mean(f(d)) / d d: 2 d / n for the square, sign(d) / n for the absolute value
-            slope, scale = (difference, 2 * grad / difference.numel()) if ctx.squared else \
-                (difference.sign(), grad / difference.numel())
+            slope = difference if ctx.squared else difference.sign()
+            scale = (2 * grad if ctx.squared else grad) / difference.numel()
             later.addcmul_(slope, scale)
             earlier.addcmul_(slope, scale, value=-1)
         return result, None

@@ -24,11 +24,15 @@ SURFACE_RADIUS = 5
 SURFACE_EPS = 2e-1
 
 
+def _box_radii(x: torch.Tensor, r: int) -> tuple[int, int]:
+    """The box's radius along H and W of ``x``: a radius past the image edge covers the whole axis at every pixel,
+    so clamping it changes nothing."""
+    return min(r, x.shape[-2] - 1), min(r, x.shape[-1] - 1)
+
+
 def _box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
     """Mean of ``x`` (B, C, H, W) over a (2r+1)^2 window; at borders the mean of the real pixels only."""
-    _, _, height, width = x.shape
-    # A radius past the image edge covers the whole axis at every pixel: clamping changes nothing.
-    r_h, r_w = min(r, height - 1), min(r, width - 1)
+    r_h, r_w = _box_radii(x, r)
     if r_h > 0:
         x = F.avg_pool2d(x, (2 * r_h + 1, 1), stride=1, padding=(r_h, 0), count_include_pad=False)
     if r_w > 0:
@@ -107,8 +111,7 @@ def _guided_filter_forward(x: torch.Tensor, y: torch.Tensor, r: int, eps: float
 
 def _box_mean_adjoint(g: torch.Tensor, r: int) -> torch.Tensor:
     """The transpose of :func:`_box_mean`, ``<box(u), g> = <u, adjoint(g)>``: its backward pass."""
-    _, _, height, width = g.shape
-    r_h, r_w = min(r, height - 1), min(r, width - 1)
+    r_h, r_w = _box_radii(g, r)
     if r_w > 0:
         g = torch.ops.aten.avg_pool2d_backward(g, g, (1, 2 * r_w + 1), (1, 1), (0, r_w), False, False, None)
     if r_h > 0:
@@ -131,7 +134,7 @@ class _GuidedFilterBackward(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, y: torch.Tensor, r: int, eps: float) -> torch.Tensor:
         ctx.self_guided, ctx.r, ctx.eps = y is x, r, eps
-        out, saved = _guided_filter_forward(x, x if y is x else y, r, eps)
+        out, saved = _guided_filter_forward(x, y, r, eps)
         ctx.save_for_backward(*saved)
         return out
 
