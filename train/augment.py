@@ -45,8 +45,8 @@ def color(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Te
     together, ``c y + (b + (1 - c) mean(y))``: the brightness shift moves the image's mean with it, so it can come
     last. The same values as the three steps in turn (to float rounding), in a third of the passes.
     """
-    device = generator.device if generator is not None else x.device
-    draws = torch.rand(x.shape[0], 3, 1, 1, 1, generator=generator, device=device).to(device=x.device, dtype=x.dtype)
+    draws = torch.rand(x.shape[0], 3, 1, 1, 1, generator=generator, device=_draw_device(x, generator))
+    draws = draws.to(device=x.device, dtype=x.dtype)
     brightness, saturation, contrast = draws[:, 0] - 0.5, draws[:, 1] * 2.0, draws[:, 2] + 0.5
     if x.shape[1] > 1:
         x = torch.addcmul(x.mean(dim=1, keepdim=True) * (1 - saturation), x, saturation)
@@ -88,24 +88,33 @@ def _shift_sources(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, gene
                    ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
     """A shift of up to ``ratio`` of each side per sample, as each output pixel's source row ``(B, H, 1)`` and
     column ``(B, 1, W)``; -1 and H (W) stand for the zero border."""
-    batch, _, height, width = x.shape
+    height, width = x.shape[-2:]
     shift_h, shift_w = int(height * ratio + 0.5), int(width * ratio + 0.5)
-    device = generator.device if generator is not None else x.device
-    dy = torch.randint(-shift_h, shift_h + 1, (batch, 1, 1), generator=generator, device=device).to(x.device)
-    dx = torch.randint(-shift_w, shift_w + 1, (batch, 1, 1), generator=generator, device=device).to(x.device)
+    dy = _per_sample_integers(-shift_h, shift_h + 1, x, generator)
+    dx = _per_sample_integers(-shift_w, shift_w + 1, x, generator)
     return (rows - dy).clamp(-1, height), (cols - dx).clamp(-1, width)
 
 
 def _square(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, generator: torch.Generator | None,
             ratio: float) -> torch.Tensor:
     """``(B, H, W)`` bool: one square of ``ratio`` of the side per sample, centred anywhere in the image."""
-    batch, _, height, width = x.shape
+    height, width = x.shape[-2:]
     size_h, size_w = int(height * ratio + 0.5), int(width * ratio + 0.5)
-    device = generator.device if generator is not None else x.device
-    top = torch.randint(0, height + (1 - size_h % 2), (batch, 1, 1), generator=generator, device=device).to(x.device)
-    left = torch.randint(0, width + (1 - size_w % 2), (batch, 1, 1), generator=generator, device=device).to(x.device)
+    top = _per_sample_integers(0, height + (1 - size_h % 2), x, generator)
+    left = _per_sample_integers(0, width + (1 - size_w % 2), x, generator)
     first_row, first_col = top - size_h // 2, left - size_w // 2  # the square's corner; it is clipped at the borders
     return ((rows >= first_row) & (rows < first_row + size_h)) & ((cols >= first_col) & (cols < first_col + size_w))
+
+
+def _draw_device(x: torch.Tensor, generator: torch.Generator | None) -> torch.device:
+    """Where the draws happen: on the generator's device (x's without one)."""
+    return generator.device if generator is not None else x.device
+
+
+def _per_sample_integers(low: int, high: int, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One integer in ``[low, high)`` per sample of x, ``(B, 1, 1)`` on x's device."""
+    draws = torch.randint(low, high, (x.shape[0], 1, 1), generator=generator, device=_draw_device(x, generator))
+    return draws.to(x.device)
 
 
 def _gather_from_zero_border(x: torch.Tensor, source_rows: torch.Tensor, source_cols: torch.Tensor,
