@@ -601,7 +601,8 @@ def test_the_step_takes_what_varies_from_its_draws(tiny_data, tmp_path):
     def first_losses(edit) -> dict[str, float]:
         trainer = Trainer(parse(tiny_args(tiny_data, tmp_path / "run", structure_on="device", conditional=True)))
         with torch.no_grad():  # a FiLM that responds (a new one starts as the identity)
-            torch.nn.init.normal_(trainer.generator.conditioning.mlp[-1].weight, std=0.5, generator=torch.Generator().manual_seed(1))
+            weight = trainer.generator.conditioning.mlp[-1].weight  # on CUDA where there is one: draw there
+            torch.nn.init.normal_(weight, std=0.5, generator=torch.Generator(weight.device).manual_seed(1))
         photo, cartoon, draws = _step_inputs(trainer)
         packed = draws.packed.clone()
         edit(packed, len(trainer.g_loss_names))
