@@ -20,12 +20,13 @@ NAME=${NAME:-v6} INIT=${INIT:-assets/model} STEPS=${STEPS:-40} SAVE_EVERY=${SAVE
 mkdir -p "$OUT/bench"
 OUT="$OUT/bench" ONLY="bf16, structure on the device (torch SLIC)|CUDA graph" STEPS="$STEPS" PATCH="$PATCH" BATCH="$BATCH" \
   bash benchmarks/gpu_train_step.sh
-# The graph trains the model only when all the selected tests passed, the CUDA-only one included (skipped: no GPU).
-GRAPH=""
+# The graph (the trainer's default on CUDA) trains the model only when all the selected tests passed, the CUDA-only
+# one included (skipped: no GPU).
+GRAPH="+--cuda-graph+off" HOW="eagerly"
 if grep -qE "[0-9]+ passed" "$OUT/bench/graph_test.log" && ! grep -qE "failed|error|skipped" "$OUT/bench/graph_test.log"; then
-  GRAPH="+--cuda-graph+on"
+  GRAPH="+--cuda-graph+on" HOW="with the step as one CUDA graph"
 fi
-echo "continuing $INIT as $NAME ${GRAPH:+with the step as one CUDA graph}${GRAPH:-eagerly}" | tee -a "$OUT/bench/env.txt"
+echo "continuing $INIT as $NAME $HOW" | tee -a "$OUT/bench/env.txt"
 tar -cf "$OUT/bench.tar" -C "$OUT/bench" . && rm -rf "$OUT/bench"
 # v5's last stage ("faces", assets/model/README.md) at the recipe's 256² patches (its 200 SLIC segments per patch:
 # regions as large in pixels as v5's 50 per 128²).

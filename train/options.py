@@ -132,10 +132,12 @@ def _add_training_options(parser: argparse.ArgumentParser, adversarial: bool) ->
                            help="where structure targets are computed: host (scikit-image in --superpixel-workers "
                                 "processes) or device (batched SLIC in torch on the training device); auto: device "
                                 "on CUDA, host on the CPU (faster there)")
-        speed.add_argument("--cuda-graph", default="off", choices=["off", "on"],
-                           help="CUDA only: after 3 eager steps, record the fast step once as a CUDA graph and replay it "
-                                "(one launch instead of ~2,000 kernels: the GPU step is bound by launching them); needs "
-                                "--structure-on device and one process; a failed capture falls back to eager steps")
+        speed.add_argument("--cuda-graph", default="auto", choices=["auto", "off", "on"],
+                           help="after 3 eager steps, record the fast step once as a CUDA graph and replay it (one "
+                                "launch instead of ~2,000 kernels: the eager GPU step is bound by launching them; 29 "
+                                "steps/s instead of 17 on one H200 at 256² x 16); needs CUDA, the structure targets on "
+                                "the device and one process; auto: on wherever it can be; a failed capture falls back "
+                                "to eager steps")
     speed.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
 
     output = parser.add_argument_group("output")

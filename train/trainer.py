@@ -17,7 +17,8 @@ Two step implementations compute the same losses:
 A step's host-side choices (the colour-shift weights, the loss-conditional factors, the loss weights of a face
 step) are drawn before its device work and handed to it as one small tensor (:class:`StepDraws`): the fast step
 then reads no host value and waits for nothing, so that on CUDA it can be captured once as a CUDA graph and
-replayed (``--cuda-graph on``, :mod:`train.graphed_step`): one launch instead of some two thousand kernels.
+replayed (``--cuda-graph``, on by default wherever it can be, :mod:`train.graphed_step`): one launch instead of
+some two thousand kernels.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ from train.losses import (
 )
 from train.options import WEIGHT_NAMES, options_table, save_options, to_jsonable
 from train.perceptual import load_perceptual, resolve_kind
-from train.superpixels import DeviceStructure, SuperpixelPool, resolve_structure_path, smooth_structure_target
+from train.superpixels import (DeviceStructure, SuperpixelPool, resolve_cuda_graph, resolve_structure_path,
+                               smooth_structure_target)
 
 log = logging.getLogger("train")
 
@@ -129,9 +131,14 @@ class Trainer:
         self.data_rng = torch.Generator().manual_seed(args.seed * 1000 + self.rank)
         self.shift_rng = torch.Generator().manual_seed(args.seed * 1000 + 999)
         self.generator = self._build_generator()
-        self.cuda_graph = getattr(args, "cuda_graph", "off") == "on"
-        if self.cuda_graph and (self.device.type != "cuda" or self.literal or self.world > 1):
-            raise ValueError("--cuda-graph on needs CUDA, the fast step (no --literal) and one process")
+        self.structure_on = "host"
+        if self.adversarial:
+            algorithm = "felzenszwalb" if args.structure == "felzenszwalb" else "slic"
+            self.structure_params = StructureParams(algorithm=algorithm, n_segments=args.segments, merge_to=args.segments
+                                                    if algorithm == "felzenszwalb" else None)
+            self.structure_on = resolve_structure_path(args.structure_on, self.device, self.literal, algorithm)
+        self.cuda_graph = self.adversarial and resolve_cuda_graph(getattr(args, "cuda_graph", "off"), self.device,
+                                                                  self.literal, self.world, self.structure_on)
         # On CUDA the fused Adam: one kernel per step instead of a foreach chain plus a host-side read of every
         # parameter's step count (the GPU step is bound by launching kernels: issue 14). The CPU keeps the default.
         self._adam_options = {"lr": args.lr, "betas": (args.beta1, args.beta2), "fused": True if self.device.type == "cuda" else None}
@@ -149,14 +156,8 @@ class Trainer:
             self.d_opt = torch.optim.Adam(params, **self._adam_options)
             args.perceptual = resolve_kind(args.perceptual, args.vgg_weights)  # the saved options and card name it
             self.perceptual = load_perceptual(args.perceptual, args.vgg_weights).to(self.device)
-            algorithm = "felzenszwalb" if args.structure == "felzenszwalb" else "slic"
-            self.structure_params = StructureParams(algorithm=algorithm, n_segments=args.segments, merge_to=args.segments
-                                                    if algorithm == "felzenszwalb" else None)
-            self.structure_on = resolve_structure_path(args.structure_on, self.device, self.literal, algorithm)
             if self.structure_on == "device":
                 self.superpixels = DeviceStructure(self.structure_params)
-            elif self.cuda_graph:
-                raise ValueError("--cuda-graph on needs the structure targets on the device (--structure-on device)")
             else:
                 self.superpixels = SuperpixelPool(self.structure_params, 0 if self.literal else args.superpixel_workers)
             self.weights = {name: getattr(args, f"w_{name}") for name in WEIGHT_NAMES}

@@ -206,6 +206,25 @@ def test_bad_options_are_refused():
         parse(["pretrain", "--photos", "p", "--resume", "/no/such/checkpoint"])
 
 
+def test_the_step_is_a_cuda_graph_wherever_it_can_be():
+    """``--cuda-graph auto`` (the default) replays the step as a graph exactly where ``on`` is allowed: CUDA, the
+    fast step, one process, the structure targets on the device; ``on`` elsewhere is an error, ``off`` is off."""
+    from train.superpixels import resolve_cuda_graph
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert resolve_cuda_graph("auto", cuda, literal=False, world=1, structure_on="device")
+    assert resolve_cuda_graph("on", cuda, literal=False, world=1, structure_on="device")
+    assert not resolve_cuda_graph("off", cuda, literal=False, world=1, structure_on="device")
+    for device, literal, world, structure_on in ((cpu, False, 1, "device"), (cuda, True, 1, "device"),
+                                                 (cuda, False, 2, "device"), (cuda, False, 1, "host")):
+        assert not resolve_cuda_graph("auto", device, literal, world, structure_on)
+        with pytest.raises(ValueError, match="--cuda-graph on needs"):
+            resolve_cuda_graph("on", device, literal, world, structure_on)
+    with pytest.raises(ValueError, match="must be one of"):
+        resolve_cuda_graph("yes", cuda, literal=False, world=1, structure_on="device")
+    assert parse(["adversarial", "--photos", "p", "--cartoons", "c"]).cuda_graph == "auto"
+
+
 def test_two_process_ddp_on_cpu(tiny_data, tmp_path):
     run = tmp_path / "ddp"
     args = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "train",
