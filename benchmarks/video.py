@@ -31,7 +31,7 @@ from PIL import Image  # noqa: E402
 from benchmarks.timing import add_json_option, write_json  # noqa: E402
 from cartoon.image import load_image  # noqa: E402
 from cartoon.inference import Cartoonizer  # noqa: E402
-from cartoon.video import DEFAULT_BATCH, cartoonize_video  # noqa: E402
+from cartoon.video import DEFAULT_BATCH, add_h264_stream, cartoonize_video, frame_rgb, yuv420_frame  # noqa: E402
 from tests.clips import add_tone  # noqa: E402
 
 
@@ -65,6 +65,30 @@ def frames_of(path: Path) -> list[np.ndarray]:
         return [frame.to_ndarray(format="rgb24") for frame in clip.decode(video=0)]
 
 
+def stages_alone(clip: Path, scratch: Path) -> dict[str, float]:
+    """Milliseconds per frame that decoding (to upright RGB, as the pipeline's first stage) and encoding (H.264 with
+    the pipeline's settings) take each alone on this thread: against the pipeline's busy times they show what
+    running the stages side by side costs them."""
+    with av.open(str(clip)) as reader:
+        stream = reader.streams.video[0]
+        stream.thread_type = "AUTO"
+        width, height, rate = stream.codec_context.width, stream.codec_context.height, stream.average_rate
+        start = time.perf_counter()
+        frames = [frame_rgb(frame, width, height) for frame in reader.decode(stream)]
+        decode = time.perf_counter() - start
+    with av.open(str(scratch), "w", format="mp4") as writer:
+        stream = add_h264_stream(writer, rate, width, height, 1 / rate)
+        start = time.perf_counter()
+        for index, rgb in enumerate(frames):
+            frame = yuv420_frame(rgb)
+            frame.pts = index
+            writer.mux(stream.encode(frame))
+        writer.mux(stream.encode())
+        encode = time.perf_counter() - start
+    scratch.unlink()
+    return {"decode": 1000 * decode / len(frames), "encode": 1000 * encode / len(frames)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--height", type=int, default=480)
@@ -94,7 +118,9 @@ def main() -> None:
         for _ in range(2):  # warm-up at the clip's size (cuDNN's algorithm search, lazy CUDA modules, oneDNN's kernels)
             cartoonize_frames(np.zeros((args.batch, *size, 3), np.uint8))
     rows = []
-    print(f"# video, {args.height}p, {args.seconds:g} s at 24 fps, batches of {args.batch}, model {described}")
+    alone = stages_alone(clip, args.out / "encoded-alone.mp4")
+    print(f"# video, {args.height}p, {args.seconds:g} s at 24 fps, batches of {args.batch}, model {described}; "
+          f"alone on one thread, ms per frame: decode {alone['decode']:.1f}, encode {alone['encode']:.1f}")
     print("| stabiliser | frames/s (whole pipeline) | ms per frame busy in: decode (+ flow) / cartoonize / encode (+ blend)"
           " | flicker (output change / input change where the input is still) |")
     print("|---|---|---|---|")
@@ -117,7 +143,8 @@ def main() -> None:
     strip = np.concatenate([np.concatenate([inputs[i], outputs[False][i], outputs[True][i]], axis=1) for i in picks][:6])
     Image.fromarray(strip[::2, ::2]).save(args.out / "strip.png")
     print(f"strip: {args.out / 'strip.png'} (rows: every 8th frame; input | no stabiliser | stabiliser)")
-    write_json(args.json, "video", rows, height=args.height, seconds=args.seconds, batch=args.batch)
+    write_json(args.json, "video", rows, height=args.height, seconds=args.seconds, batch=args.batch,
+               alone_ms_per_frame=alone)
 
 
 if __name__ == "__main__":

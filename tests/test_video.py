@@ -219,8 +219,8 @@ def test_decoding_runs_ahead_while_the_generator_works(cartoonizer, tmp_path, mo
 
     source = make_clip(tmp_path / "clip.mp4", frames=48)
     decoded = []
-    frame_rgb = video._frame_rgb
-    monkeypatch.setattr(video, "_frame_rgb", lambda *args: decoded.append(1) or frame_rgb(*args))
+    frame_rgb = video.frame_rgb
+    monkeypatch.setattr(video, "frame_rgb", lambda *args: decoded.append(1) or frame_rgb(*args))
     ahead = []
 
     def waiting(frames: np.ndarray) -> np.ndarray:
