@@ -255,13 +255,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                 parser.error(f"--diffaugment: {error}")
         if getattr(args, "structure_on", "auto") == "device" and (args.structure != "slic" or args.literal):
             parser.error("--structure-on device needs SLIC targets (--structure slic) and the fast step (no --literal)")
-        if getattr(args, "cuda_graph", "off") == "on":
-            import torch
+        if getattr(args, "cuda_graph", "off") == "on":  # refused here, as the trainer would refuse it
+            from cartoon.device import resolve_device
+            from train.graphed_step import resolve_cuda_graph
+            from train.superpixels import resolve_structure_path
 
-            on_cuda = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
-            if args.literal or args.structure_on == "host" or not on_cuda or int(os.environ.get("WORLD_SIZE", "1")) > 1:
-                parser.error("--cuda-graph on needs a CUDA device, the fast step (no --literal), the structure targets "
-                             "on the device (--structure-on auto or device) and one process")
+            device = resolve_device(args.device)
+            try:
+                structure_on = resolve_structure_path(args.structure_on, device, args.literal, args.structure)
+                resolve_cuda_graph("on", device, args.literal, int(os.environ.get("WORLD_SIZE", "1")), structure_on)
+            except ValueError as error:
+                parser.error(str(error))
         if getattr(args, "init_discriminators", None) is not None and not args.init_discriminators.exists():
             parser.error(f"--init-discriminators: {args.init_discriminators} does not exist")
         if args.resume not in (None, "latest") and not Path(args.resume).is_dir():

@@ -43,24 +43,6 @@ def resolve_structure_path(choice: str, device: torch.device, literal: bool, alg
     return choice
 
 
-CUDA_GRAPH_CHOICES = ("auto", "off", "on")
-
-
-def resolve_cuda_graph(choice: str, device: torch.device, literal: bool, world: int, structure_on: str) -> bool:
-    """Whether the adversarial step is replayed as one CUDA graph (``--cuda-graph``; :mod:`train.graphed_step`).
-
-    ``auto`` is on wherever it can be: CUDA, the fast step, one process and the structure targets on the device
-    (``structure_on`` as :func:`resolve_structure_path` resolved it). On one H200 at 256² x 16 the graph ran
-    29 steps/s where the eager step ran 17 (README, Performance). ``on`` where it cannot be is an error."""
-    if choice not in CUDA_GRAPH_CHOICES:
-        raise ValueError(f"--cuda-graph must be one of {CUDA_GRAPH_CHOICES}, got {choice!r}")
-    possible = device.type == "cuda" and not literal and world == 1 and structure_on == "device"
-    if choice == "on" and not possible:
-        raise ValueError("--cuda-graph on needs CUDA, the fast step (no --literal), the structure targets on the device "
-                         "and one process")
-    return choice != "off" and possible
-
-
 def smooth_structure_target(guide: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
     """Edge-aware smoothing of a structure target (``--structure-smoothing``; not in the paper).
 

@@ -49,7 +49,7 @@ from cartoon.representations.texture import color_shift, sample_weights
 from train import checkpoints
 from train.augment import diff_augment, parse_policy
 from train.data import load_training_data
-from train.graphed_step import CapturedStep
+from train.graphed_step import CapturedStep, resolve_cuda_graph
 from train.logs import RunLog
 from train.losses import (
     cast_loss,
@@ -65,8 +65,7 @@ from train.losses import (
 )
 from train.options import WEIGHT_NAMES, options_table, save_options, to_jsonable
 from train.perceptual import load_perceptual, resolve_kind
-from train.superpixels import (DeviceStructure, SuperpixelPool, resolve_cuda_graph, resolve_structure_path,
-                               smooth_structure_target)
+from train.superpixels import DeviceStructure, SuperpixelPool, resolve_structure_path, smooth_structure_target
 
 log = logging.getLogger("train")
 

@@ -209,7 +209,7 @@ def test_bad_options_are_refused():
 def test_the_step_is_a_cuda_graph_wherever_it_can_be():
     """``--cuda-graph auto`` (the default) replays the step as a graph exactly where ``on`` is allowed: CUDA, the
     fast step, one process, the structure targets on the device; ``on`` elsewhere is an error, ``off`` is off."""
-    from train.superpixels import resolve_cuda_graph
+    from train.graphed_step import resolve_cuda_graph
 
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     assert resolve_cuda_graph("auto", cuda, literal=False, world=1, structure_on="device")
